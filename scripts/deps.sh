@@ -1,0 +1,33 @@
+#!/bin/sh
+# Makes sure the Debian packages the build needs are present. As root it
+# installs what is missing (apt-get update once, then apt-get install -y);
+# otherwise it prints the exact command to run and fails.
+set -eu
+
+need=""
+want() { # want <package> <test command...>
+    pkg=$1; shift
+    if ! "$@" >/dev/null 2>&1; then need="$need $pkg"; fi
+}
+
+want cmake       command -v cmake
+want make        command -v make
+want gcc         command -v cc
+want pkgconf     command -v pkg-config
+want libc6-dev   test -e /usr/include/stdio.h
+want libasan8    sh -c 'ls /usr/lib/gcc/*/*/libasan.so >/dev/null 2>&1 || ls /usr/lib/*/libasan.so.* >/dev/null 2>&1'
+want libtsan2    sh -c 'ls /usr/lib/gcc/*/*/libtsan.so >/dev/null 2>&1 || ls /usr/lib/*/libtsan.so.* >/dev/null 2>&1'
+want libubsan1   sh -c 'ls /usr/lib/gcc/*/*/libubsan.so >/dev/null 2>&1 || ls /usr/lib/*/libubsan.so.* >/dev/null 2>&1'
+
+[ -z "$need" ] && exit 0
+
+if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing:$need"
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need
+else
+    echo "deps: missing Debian packages:$need" >&2
+    echo "deps: run:  sudo apt-get update && sudo apt-get install -y$need" >&2
+    exit 1
+fi

@@ -1,0 +1,144 @@
+/* iomux_post: callbacks queued from any thread, run on the loop's thread.
+ *
+ * Producers append to `in` under a mutex; the loop swaps `in` and `out` in
+ * one short critical section and runs `out` without the lock, so the two
+ * arrays are reused and a post allocates nothing once they have grown.
+ * Wake-ups are batched: only the post that finds no wake-up owed writes to
+ * the eventfd; the swap clears the debt. Every item posted before a swap is
+ * in that swap's batch, and every item after it finds the debt cleared and
+ * writes, so no post can sleep in the queue while the loop waits. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+#include "loop.h"
+
+static void wake_drain(iomux_watch *w, unsigned revents) {
+    char buf[64];
+    (void)revents;
+    while (read(w->fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+static int wake_open(iomux__post_queue *q) {
+#ifdef __linux__
+    q->efd = q->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return q->efd < 0 ? -errno : 0;
+#else
+    int fds[2];
+    if (pipe(fds) < 0) return -errno;
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    q->efd = fds[0];
+    q->wfd = fds[1];
+    return 0;
+#endif
+}
+
+static void wake_signal(iomux__post_queue *q) {
+#ifdef __linux__
+    uint64_t one = 1;
+    ssize_t n;
+    do n = write(q->wfd, &one, sizeof(one));
+    while (n < 0 && errno == EINTR);
+#else
+    char one = 1;
+    ssize_t n;
+    do n = write(q->wfd, &one, 1);
+    while (n < 0 && errno == EINTR);
+#endif
+    /* EAGAIN means a wake-up is already readable: nothing is lost. */
+}
+
+int iomux__post_init(iomux_loop *loop) {
+    iomux__post_queue *q = &loop->post;
+    int rc = pthread_mutex_init(&q->mu, NULL);
+    if (rc != 0) return -rc;
+    rc = wake_open(q);
+    if (rc == 0) {
+        iomux_watch_init(loop, &q->watch, q->efd, wake_drain);
+        rc = iomux__watch_start_internal(&q->watch, IOMUX_IN);
+        if (rc < 0) {
+            close(q->efd);
+            if (q->wfd != q->efd) close(q->wfd);
+        }
+    }
+    if (rc < 0) pthread_mutex_destroy(&q->mu);
+    return rc;
+}
+
+void iomux__post_close(iomux_loop *loop) {
+    iomux__post_queue *q = &loop->post;
+    iomux_watch_stop(&q->watch);
+    close(q->efd);
+    if (q->wfd != q->efd) close(q->wfd);
+    pthread_mutex_destroy(&q->mu);
+    iomux__free(loop, q->in);
+    iomux__free(loop, q->out);
+}
+
+int iomux_post(iomux_loop *loop, iomux_post_fn fn, void *arg) {
+    iomux__post_queue *q;
+    int wake, rc;
+    if (!loop || !fn) return -EINVAL;
+    q = &loop->post;
+    pthread_mutex_lock(&q->mu);
+    rc = iomux__grow(loop, (void **)&q->in, &q->in_cap, q->in_len + 1, sizeof(*q->in));
+    if (rc < 0) {
+        pthread_mutex_unlock(&q->mu);
+        return rc;
+    }
+    q->in[q->in_len].fn = fn;
+    q->in[q->in_len].arg = arg;
+    q->in_len++;
+    wake = !q->wake_pending;
+    q->wake_pending = 1;
+    pthread_mutex_unlock(&q->mu);
+    if (wake) wake_signal(q);
+    return 0;
+}
+
+/* Phase 3: takes a new batch once the previous one is done, then runs at
+ * most max_pending items of it; the rest waits for the next iteration (whose
+ * wait will not block, see wait_timeout). */
+void iomux__post_run(iomux_loop *loop) {
+    iomux__post_queue *q = &loop->post;
+    unsigned budget = loop->max_pending;
+    if (q->out_pos == q->out_len) {
+        iomux__post_item *tmp;
+        size_t cap;
+        pthread_mutex_lock(&q->mu);
+        tmp = q->out;
+        cap = q->out_cap;
+        q->out = q->in;
+        q->out_cap = q->in_cap;
+        q->out_len = q->in_len;
+        q->out_pos = 0;
+        q->in = tmp;
+        q->in_cap = cap;
+        q->in_len = 0;
+        q->wake_pending = 0;
+        pthread_mutex_unlock(&q->mu);
+    }
+    while (budget-- > 0 && q->out_pos < q->out_len) {
+        iomux__post_item it = q->out[q->out_pos++];
+        it.fn(loop, it.arg);
+    }
+}
+
+int iomux__post_queued(iomux_loop *loop) {
+    iomux__post_queue *q = &loop->post;
+    int queued;
+    if (q->out_pos < q->out_len) return 1;
+    pthread_mutex_lock(&q->mu);
+    queued = q->in_len > 0;
+    pthread_mutex_unlock(&q->mu);
+    return queued;
+}

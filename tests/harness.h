@@ -1,0 +1,169 @@
+/* A tiny test harness: assertion macros that print the failing expression and
+ * values, helpers for fd pairs on loopback, and a bounded run-until. Each test
+ * file is one process; ctest runs it once per backend. */
+#ifndef IOMUX_TEST_HARNESS_H
+#define IOMUX_TEST_HARNESS_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "iomux.h"
+
+#define TEST_SKIP 77
+
+#define FAIL(...)                                              \
+    do {                                                       \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);        \
+        fprintf(stderr, __VA_ARGS__);                          \
+        fprintf(stderr, "\n");                                 \
+        exit(1);                                               \
+    } while (0)
+
+#define CHECK(cond)                                            \
+    do {                                                       \
+        if (!(cond)) FAIL("CHECK failed: %s", #cond);          \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                          \
+    do {                                                                        \
+        long long a_ = (long long)(a), b_ = (long long)(b);                     \
+        if (a_ != b_) FAIL("CHECK_EQ failed: %s == %s (%lld vs %lld)", #a, #b, a_, b_); \
+    } while (0)
+
+#define CHECK_OK(expr)                                                          \
+    do {                                                                        \
+        int rc_ = (expr);                                                       \
+        if (rc_ < 0) FAIL("%s failed: %d (%s)", #expr, rc_, iomux_strerror(rc_)); \
+    } while (0)
+
+#define CHECK_SYS(expr)                                                         \
+    do {                                                                        \
+        if ((expr) < 0) FAIL("%s failed: %s", #expr, strerror(errno));          \
+    } while (0)
+
+#define RUN(test)                                                              \
+    do {                                                                       \
+        fprintf(stderr, "-- %s\n", #test);                                     \
+        test();                                                                \
+    } while (0)
+
+static inline uint64_t test_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static inline iomux_loop *test_loop(void) {
+    iomux_loop *loop = NULL;
+    CHECK_OK(iomux_loop_new(&loop, NULL));
+    return loop;
+}
+
+static inline void test_loop_free(iomux_loop *loop) {
+    CHECK_OK(iomux_loop_free(loop));
+}
+
+/* The backend the suite is running on (IOMUX_BACKEND), for the few
+ * assertions that legitimately differ. */
+static inline const char *test_backend(void) {
+    const char *b = getenv("IOMUX_BACKEND");
+    return b ? b : "auto";
+}
+
+static inline void set_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    CHECK_SYS(fl);
+    CHECK_SYS(fcntl(fd, F_SETFL, fl | O_NONBLOCK));
+}
+
+/* A connected non-blocking AF_UNIX stream pair. */
+static inline void unix_pair(int fds[2]) {
+    CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds));
+}
+
+/* A listening TCP socket on 127.0.0.1 with an ephemeral port. */
+static inline int tcp_listener(struct sockaddr_in *addr) {
+    socklen_t len = sizeof(*addr);
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_SYS(fd);
+    CHECK_SYS(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)));
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_SYS(bind(fd, (struct sockaddr *)addr, sizeof(*addr)));
+    CHECK_SYS(listen(fd, 1024));
+    CHECK_SYS(getsockname(fd, (struct sockaddr *)addr, &len));
+    return fd;
+}
+
+/* A connected non-blocking TCP pair over loopback: fds[0] client, fds[1]
+ * the accepted server side. Nagle off so small writes travel at once. */
+static inline void tcp_pair(int fds[2]) {
+    struct sockaddr_in addr;
+    int one = 1, lfd = tcp_listener(&addr);
+    fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_SYS(fds[0]);
+    CHECK_SYS(connect(fds[0], (struct sockaddr *)&addr, sizeof(addr)));
+    fds[1] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    CHECK_SYS(fds[1]);
+    close(lfd);
+    set_nonblock(fds[0]);
+    set_nonblock(fds[1]);
+    CHECK_SYS(setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)));
+    CHECK_SYS(setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)));
+}
+
+static inline void write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        CHECK_SYS(n);
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Reads until EAGAIN; returns the byte count. */
+static inline size_t drain(int fd) {
+    char buf[4096];
+    size_t total = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n > 0) {
+            total += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return total;
+    }
+}
+
+/* Runs single iterations until *flag becomes true; fails after ms. */
+static inline void run_until(iomux_loop *loop, const volatile int *flag, unsigned ms) {
+    uint64_t end = test_ms() + ms;
+    while (!*flag) {
+        if (test_ms() > end) FAIL("timed out after %u ms waiting for a condition", ms);
+        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
+        if (!*flag) {
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* Runs n non-blocking iterations. */
+static inline void spin(iomux_loop *loop, int n) {
+    while (n-- > 0) CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
+}
+
+#endif
