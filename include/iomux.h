@@ -33,13 +33,17 @@
  *  3. run posted callbacks (iomux_post) and queued callbacks, bounded by
  *     max_pending_per_iteration;
  *  4. apply interest changes: every watcher start/update/stop since the last
- *     iteration reaches the backend here, coalesced to at most one kernel
- *     update per fd (none when the net change is nothing);
+ *     iteration reaches the backend here, coalesced to at most one update
+ *     per fd, and none when the interest ends where it was (a watcher that
+ *     was stopped and started again is always re-applied: its fd may have
+ *     been closed and its number reused meanwhile);
  *  5. wait in the backend: the timeout is 0 when work is already queued,
  *     the time to the next timer otherwise, forever when there is none;
  *     the cached time is updated again after a wait that blocked;
  *  6. dispatch the ready watchers reported by the wait (callbacks queued by
- *     them run here too, or in phase 3 of the next iteration).
+ *     them run in phase 3 of the next iteration); in IOMUX_RUN_ONCE, after a
+ *     wait that blocked, timers now due run here too, so that one ONCE call
+ *     always makes progress.
  *
  * Backends
  * --------
@@ -229,7 +233,9 @@ enum {
  *                  that returns without draining can see this.
  * IOMUX_ONESHOT    The watcher stops itself just before its callback runs;
  *                  call iomux_watch_start() again to re-arm it. Native on
- *                  epoll (EPOLLONESHOT: re-arming costs one epoll_ctl).
+ *                  epoll (EPOLLONESHOT: re-arming costs one epoll_ctl); on
+ *                  select and poll re-arming rewrites the fd's entry in the
+ *                  backend's own array, no system call.
  * IOMUX_ERR/HUP    Always reported when the kernel says so (poll, epoll),
  *                  masked to nothing else; select cannot tell errors apart,
  *                  so there they show as IN/OUT readiness and the next read

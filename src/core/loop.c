@@ -182,8 +182,7 @@ static void pending_run(iomux_loop *loop, unsigned limit) {
 /* ---- the iteration ---------------------------------------------------------------- */
 
 int iomux_loop_alive(const iomux_loop *loop) {
-    return loop->active > 0 || !iomux__q_empty(&loop->pending) ||
-           iomux__post_queued((iomux_loop *)loop);
+    return loop->active > 0 || !iomux__q_empty(&loop->pending) || iomux__post_queued(loop);
 }
 
 static int wait_timeout(iomux_loop *loop, int mode) {
@@ -191,7 +190,7 @@ static int wait_timeout(iomux_loop *loop, int mode) {
     if (mode == IOMUX_RUN_NOWAIT || loop->stop) return 0;
     if (!iomux_loop_alive(loop)) return 0; /* nothing could ever wake us */
     if (!iomux__q_empty(&loop->pending)) return 0;
-    if (loop->post.out_pos < loop->post.out_len) return 0;
+    if (iomux__post_queued(loop)) return 0;
     timeout = iomux__timers_timeout(loop);
     /* Parked ET fds (et.c) are out of the wait set: look again soon. */
     if (loop->parked.len > 0 && (timeout < 0 || timeout > IOMUX__PARK_PROBE_MS))
@@ -213,6 +212,10 @@ static int iterate(iomux_loop *loop, int mode) {
     if (timeout != 0) loop->stats.waits++;
     if (timeout != 0) loop->now = iomux__hrtime();
     pending_run(loop, loop->max_pending + loop->max_events); /* 6 */
+    /* A ONCE call that blocked must make progress even if what ended the
+     * wait was a timer (as libuv does), or a caller looping on ONCE until a
+     * timer fires could block forever in its next wait. */
+    if (mode == IOMUX_RUN_ONCE && timeout != 0) iomux__timers_run(loop);
     return rc < 0 ? rc : 0;
 }
 

@@ -3,6 +3,7 @@
 #define IOMUX_LOOP_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,7 @@ typedef struct iomux__post_item {
 
 typedef struct iomux__post_queue {
     pthread_mutex_t mu;
+    atomic_size_t queued;   /* posted and not yet run: the loop never blocks while > 0 */
     iomux__post_item *in;   /* producers append here (under mu) */
     size_t in_len, in_cap;
     iomux__post_item *out;  /* the loop runs these (loop thread only) */
@@ -137,7 +139,7 @@ void iomux__timers_free(iomux_loop *loop);
 int iomux__post_init(iomux_loop *loop);
 void iomux__post_close(iomux_loop *loop);
 void iomux__post_run(iomux_loop *loop);
-int iomux__post_queued(iomux_loop *loop);
+int iomux__post_queued(const iomux_loop *loop);
 
 /* signal.c */
 void iomux__signal_init(iomux_loop *loop);

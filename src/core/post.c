@@ -4,9 +4,12 @@
  * one short critical section and runs `out` without the lock, so the two
  * arrays are reused and a post allocates nothing once they have grown.
  * Wake-ups are batched: only the post that finds no wake-up owed writes to
- * the eventfd; the swap clears the debt. Every item posted before a swap is
- * in that swap's batch, and every item after it finds the debt cleared and
- * writes, so no post can sleep in the queue while the loop waits. */
+ * the eventfd; the swap clears the debt. `queued` counts posts not yet run,
+ * and the loop does not block while it is > 0 (wait_timeout). So when the
+ * loop blocks, every post so far has been swapped out and run, the last swap
+ * cleared the debt, and the next post writes to the eventfd: no post sleeps
+ * in the queue while the loop waits, even when a batch is bigger than one
+ * iteration's budget and the eventfd was drained before the batch ended. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -60,6 +63,7 @@ static void wake_signal(iomux__post_queue *q) {
 int iomux__post_init(iomux_loop *loop) {
     iomux__post_queue *q = &loop->post;
     int rc = pthread_mutex_init(&q->mu, NULL);
+    atomic_init(&q->queued, 0);
     if (rc != 0) return -rc;
     rc = wake_open(q);
     if (rc == 0) {
@@ -98,6 +102,7 @@ int iomux_post(iomux_loop *loop, iomux_post_fn fn, void *arg) {
     q->in[q->in_len].fn = fn;
     q->in[q->in_len].arg = arg;
     q->in_len++;
+    atomic_fetch_add(&q->queued, 1);
     wake = !q->wake_pending;
     q->wake_pending = 1;
     pthread_mutex_unlock(&q->mu);
@@ -129,16 +134,11 @@ void iomux__post_run(iomux_loop *loop) {
     }
     while (budget-- > 0 && q->out_pos < q->out_len) {
         iomux__post_item it = q->out[q->out_pos++];
+        atomic_fetch_sub(&q->queued, 1);
         it.fn(loop, it.arg);
     }
 }
 
-int iomux__post_queued(iomux_loop *loop) {
-    iomux__post_queue *q = &loop->post;
-    int queued;
-    if (q->out_pos < q->out_len) return 1;
-    pthread_mutex_lock(&q->mu);
-    queued = q->in_len > 0;
-    pthread_mutex_unlock(&q->mu);
-    return queued;
+int iomux__post_queued(const iomux_loop *loop) {
+    return atomic_load(&loop->post.queued) > 0;
 }

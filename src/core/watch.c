@@ -32,10 +32,10 @@ int iomux__fd_reserve(iomux_loop *loop, iomux_fd fd) {
     rc = iomux__grow(loop, (void **)&loop->fds, &cap, need, sizeof(iomux__fdent));
     if (rc < 0) return rc;
     memset(loop->fds + old, 0, (cap - old) * sizeof(iomux__fdent));
-    loop->nfds = cap;
     rc = iomux__grow(loop, (void **)&loop->dirty.v, &loop->dirty.cap, cap, sizeof(int));
     if (rc == 0)
         rc = iomux__grow(loop, (void **)&loop->parked.v, &loop->parked.cap, cap, sizeof(int));
+    if (rc == 0) loop->nfds = cap; /* only once all three cover it */
     return rc;
 }
 
@@ -64,7 +64,9 @@ static int watch_start(iomux_watch *w, unsigned events, unsigned flags) {
     if (rc < 0) return rc;
     fe = &loop->fds[w->fd];
     if (fe->w && fe->w != w) return -EEXIST;
-    if (!(w->internal.flags & W_ACTIVE)) {
+    if (w->internal.flags & W_ACTIVE) {
+        if (events == w->events) return 0; /* nothing changes, as on epoll */
+    } else {
         w->internal.flags = W_ACTIVE | flags;
         w->internal.error = 0;
         w->internal.revents = 0;
@@ -75,7 +77,8 @@ static int watch_start(iomux_watch *w, unsigned events, unsigned flags) {
          * it: make phase 4 talk to the backend even if the masks agree. */
         fe->flags |= FD_FRESH;
     }
-    /* A new interest re-evaluates readiness, as epoll_ctl(MOD) does. */
+    /* A new interest re-evaluates readiness, as epoll_ctl(MOD) does, so the
+     * ET emulation forgets what it reported. */
     iomux__et_reset(fe);
     w->events = events;
     iomux__fd_dirty(loop, w->fd);
