@@ -56,6 +56,12 @@
         test();                                                                \
     } while (0)
 
+static inline uint64_t test_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static inline uint64_t test_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -148,7 +154,20 @@ static inline size_t drain(int fd) {
     }
 }
 
-/* Runs single iterations until *flag becomes true; fails after ms. */
+/* Runs NOWAIT iterations until *count reaches n; fails after ms. */
+static inline void run_until_calls(iomux_loop *loop, const volatile int *count, int n, unsigned ms) {
+    uint64_t end = test_ms() + ms;
+    while (*count < n) {
+        if (test_ms() > end) FAIL("timed out after %u ms: %d calls, want %d", ms, *count, n);
+        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
+        if (*count < n) {
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* Runs NOWAIT iterations until *flag becomes true; fails after ms. */
 static inline void run_until(iomux_loop *loop, const volatile int *flag, unsigned ms) {
     uint64_t end = test_ms() + ms;
     while (!*flag) {
@@ -159,6 +178,25 @@ static inline void run_until(iomux_loop *loop, const volatile int *flag, unsigne
             nanosleep(&ts, NULL);
         }
     }
+}
+
+/* Interest updates handed to the backend so far (iomux_loop_stats). */
+static inline uint64_t test_updates(iomux_loop *loop) {
+    iomux_stats s;
+    iomux_loop_stats(loop, &s);
+    return s.interest_updates;
+}
+
+/* Bytes waiting to be read on a socket (up to 256), without reading them. */
+static inline size_t bytes_pending(int fd) {
+    char buf[256];
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static inline void close_pair(int p[2]) {
+    close(p[0]);
+    close(p[1]);
 }
 
 /* Runs n non-blocking iterations. */

@@ -43,25 +43,8 @@ static void watch_rec(iomux_loop *loop, iomux_watch *w, rec *r, int fd) {
     w->data = r;
 }
 
-static void run_until_calls(iomux_loop *loop, const int *calls, int n, unsigned ms) {
-    uint64_t end = test_ms() + ms;
-    while (*calls < n) {
-        if (test_ms() > end) FAIL("timed out after %u ms: %d calls, want %d", ms, *calls, n);
-        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
-        if (*calls < n) {
-            struct timespec ts = {0, 200000};
-            nanosleep(&ts, NULL);
-        }
-    }
-}
-
 static int is_epoll(iomux_loop *loop) {
     return iomux_loop_backend(loop) == IOMUX_BACKEND_EPOLL;
-}
-
-static void close_pair(int p[2]) {
-    close(p[0]);
-    close(p[1]);
 }
 
 /* A TCP pair whose client (fds[0]) has a small send buffer and whose server

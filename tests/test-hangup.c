@@ -40,18 +40,6 @@ static void watch_rec(iomux_loop *loop, iomux_watch *w, rec *r, int fd) {
     w->data = r;
 }
 
-static void run_until_calls(iomux_loop *loop, const int *calls, int n, unsigned ms) {
-    uint64_t end = test_ms() + ms;
-    while (*calls < n) {
-        if (test_ms() > end) FAIL("timed out after %u ms: %d calls, want %d", ms, *calls, n);
-        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
-        if (*calls < n) {
-            struct timespec ts = {0, 200000};
-            nanosleep(&ts, NULL);
-        }
-    }
-}
-
 static int is_select(iomux_loop *loop) {
     return iomux_loop_backend(loop) == IOMUX_BACKEND_SELECT;
 }

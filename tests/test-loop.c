@@ -230,15 +230,6 @@ static void set_flag_timer_cb(iomux_timer *t) {
     *(int *)t->data = 1;
 }
 
-static uint64_t ns_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* RUN_ONCE with only a timer waits for its deadline. Timers run in phase 2,
- * before the wait, so the callback may come in the next iteration; it must
- * not need more than that one. */
 /* A ONCE call that blocked until a timer was due runs that timer before it
  * returns (forward progress, as libuv promises): otherwise a caller looping
  * "while (!fired) run(ONCE)" with an idle watcher keeping the loop alive
@@ -254,11 +245,11 @@ static void test_run_once_waits_for_timer(void) {
     CHECK_OK(iomux_watch_start(&w, IOMUX_IN)); /* idle: keeps the loop alive */
     iomux_timer_init(loop, &t, set_flag_timer_cb);
     t.data = &fired;
-    t0 = ns_now();
+    t0 = test_ns();
     iomux_update_time(loop); /* the timer counts from here (>= t0) */
     CHECK_OK(iomux_timer_start(&t, 30, 0));
     CHECK_EQ(iomux_run(loop, IOMUX_RUN_ONCE), 1);
-    CHECK(ns_now() - t0 >= 30u * 1000000u);
+    CHECK(test_ns() - t0 >= 30u * 1000000u);
     CHECK_EQ(fired, 1);
     CHECK_EQ(iomux_timer_active(&t), 0);
     CHECK_OK(iomux_watch_stop(&w));
@@ -647,12 +638,6 @@ static void test_strerror(void) {
 
 /* ---- interest updates are coalesced per fd per iteration --------------------------------- */
 
-static uint64_t updates(iomux_loop *loop) {
-    iomux_stats s;
-    iomux_loop_stats(loop, &s);
-    return s.interest_updates;
-}
-
 static void test_interest_coalescing(void) {
     iomux_loop *loop = test_loop();
     iomux_watch w;
@@ -663,31 +648,31 @@ static void test_interest_coalescing(void) {
     iomux_watch_init(loop, &w, fds[0], noop_watch_cb);
     CHECK_EQ(iomux_watch_update(&w, IOMUX_IN), -EINVAL); /* not started */
 
-    u = updates(loop);
+    u = test_updates(loop);
     CHECK_OK(iomux_watch_start(&w, IOMUX_IN));
     CHECK_OK(iomux_watch_stop(&w));
     spin(loop, 1);
-    CHECK_EQ(updates(loop) - u, 0); /* net change: nothing */
+    CHECK_EQ(test_updates(loop) - u, 0); /* net change: nothing */
 
-    u = updates(loop);
+    u = test_updates(loop);
     CHECK_OK(iomux_watch_start(&w, IOMUX_IN));
     CHECK_OK(iomux_watch_update(&w, IOMUX_IN | IOMUX_OUT));
     CHECK_OK(iomux_watch_update(&w, IOMUX_IN));
     spin(loop, 1);
-    CHECK_EQ(updates(loop) - u, 1);
+    CHECK_EQ(test_updates(loop) - u, 1);
 
-    u = updates(loop); /* already applied: a round trip costs nothing */
+    u = test_updates(loop); /* already applied: a round trip costs nothing */
     CHECK_OK(iomux_watch_update(&w, IOMUX_IN | IOMUX_OUT));
     CHECK_OK(iomux_watch_update(&w, IOMUX_IN));
     spin(loop, 1);
-    CHECK_EQ(updates(loop) - u, 0);
+    CHECK_EQ(test_updates(loop) - u, 0);
 
-    u = updates(loop);
+    u = test_updates(loop);
     CHECK_OK(iomux_watch_stop(&w));
     spin(loop, 1);
-    CHECK_EQ(updates(loop) - u, 1);
+    CHECK_EQ(test_updates(loop) - u, 1);
     spin(loop, 1);
-    CHECK_EQ(updates(loop) - u, 1);
+    CHECK_EQ(test_updates(loop) - u, 1);
 
     test_loop_free(loop);
     close(fds[0]);

@@ -29,35 +29,6 @@ static void watch_rec(iomux_loop *loop, iomux_watch *w, rec *r, int fd) {
     w->data = r;
 }
 
-static void run_until_calls(iomux_loop *loop, const int *calls, int n, unsigned ms) {
-    uint64_t end = test_ms() + ms;
-    while (*calls < n) {
-        if (test_ms() > end) FAIL("timed out after %u ms: %d calls, want %d", ms, *calls, n);
-        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
-        if (*calls < n) {
-            struct timespec ts = {0, 200000};
-            nanosleep(&ts, NULL);
-        }
-    }
-}
-
-static uint64_t updates(iomux_loop *loop) {
-    iomux_stats s;
-    iomux_loop_stats(loop, &s);
-    return s.interest_updates;
-}
-
-static size_t bytes_pending(int fd) {
-    char buf[256];
-    ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
-    return n > 0 ? (size_t)n : 0;
-}
-
-static void close_pair(int p[2]) {
-    close(p[0]);
-    close(p[1]);
-}
-
 static void test_oneshot_fires_once(void) {
     iomux_loop *loop = test_loop();
     iomux_watch w;
@@ -172,32 +143,32 @@ static void test_oneshot_rearm_cost(void) {
     r.rearm = IOMUX_IN | IOMUX_ONESHOT;
     CHECK_OK(iomux_watch_start(&w, IOMUX_IN | IOMUX_ONESHOT));
     spin(loop, 1); /* the start itself: applied */
-    u = updates(loop);
+    u = test_updates(loop);
     spin(loop, 3);
-    CHECK_EQ(updates(loop) - u, 0);
+    CHECK_EQ(test_updates(loop) - u, 0);
 
     write_all(p[1], "x", 1);
     spin(loop, 1); /* first report; re-armed in the callback */
     CHECK_EQ(r.calls, 1);
-    u = updates(loop);
+    u = test_updates(loop);
     for (i = 0; i < 10; i++) spin(loop, 1); /* each: apply re-arm, report, re-arm */
     CHECK_EQ(r.calls, 11);
-    CHECK_EQ(updates(loop) - u, 10); /* one per re-arm, on every backend */
+    CHECK_EQ(test_updates(loop) - u, 10); /* one per re-arm, on every backend */
 
     /* Let it lapse. */
     r.rearm = 0;
     spin(loop, 1); /* applies the last re-arm, reports, does not re-arm */
     CHECK_EQ(r.calls, 12);
-    u = updates(loop);
+    u = test_updates(loop);
     spin(loop, 3);
-    CHECK_EQ(updates(loop) - u, epoll ? 0 : 1);
+    CHECK_EQ(test_updates(loop) - u, epoll ? 0 : 1);
     CHECK_EQ(r.calls, 12);
 
     /* Re-armed from outside after it lapsed: one update. */
-    u = updates(loop);
+    u = test_updates(loop);
     CHECK_OK(iomux_watch_start(&w, IOMUX_IN | IOMUX_ONESHOT));
     spin(loop, 1);
-    CHECK_EQ(updates(loop) - u, 1);
+    CHECK_EQ(test_updates(loop) - u, 1);
     CHECK_EQ(r.calls, 13);
     close_pair(p);
     test_loop_free(loop);

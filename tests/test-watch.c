@@ -36,31 +36,6 @@ static int readable_now(int fd) {
     return (p.revents & POLLIN) != 0;
 }
 
-static size_t bytes_pending(int fd) {
-    char buf[256];
-    ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
-    return n > 0 ? (size_t)n : 0;
-}
-
-/* Runs NOWAIT iterations until *calls reaches n; fails after ms. */
-static void run_until_calls(iomux_loop *loop, const int *calls, int n, unsigned ms) {
-    uint64_t end = test_ms() + ms;
-    while (*calls < n) {
-        if (test_ms() > end) FAIL("timed out after %u ms: %d calls, want %d", ms, *calls, n);
-        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
-        if (*calls < n) {
-            struct timespec ts = {0, 200000};
-            nanosleep(&ts, NULL);
-        }
-    }
-}
-
-static uint64_t updates(iomux_loop *loop) {
-    iomux_stats s;
-    iomux_loop_stats(loop, &s);
-    return s.interest_updates;
-}
-
 static uint64_t events(iomux_loop *loop) {
     iomux_stats s;
     iomux_loop_stats(loop, &s);
@@ -547,9 +522,9 @@ static void test_restart_after_fd_reuse(void) {
     fd = reopen_as(num, &peer);
     CHECK_EQ(fd, num);
     CHECK_OK(iomux_watch_start(&w, IOMUX_IN));
-    u0 = updates(loop);
+    u0 = test_updates(loop);
     spin(loop, 3);
-    if (iomux_loop_backend(loop) == IOMUX_BACKEND_EPOLL) CHECK_EQ(updates(loop) - u0, 1);
+    if (iomux_loop_backend(loop) == IOMUX_BACKEND_EPOLL) CHECK_EQ(test_updates(loop) - u0, 1);
     CHECK_EQ(r.calls, 0);
     write_all(peer, "n", 1);
     run_until_calls(loop, &r.calls, 1, 2000);
@@ -595,50 +570,50 @@ static void test_interest_coalescing(void) {
     CHECK_OK(iomux_watch_start(&w1, IOMUX_IN));
     spin(loop, 1);
 
-    u = updates(loop);
+    u = test_updates(loop);
     spin(loop, 3); /* nothing changed: nothing to apply */
-    CHECK_EQ(updates(loop) - u, 0);
+    CHECK_EQ(test_updates(loop) - u, 0);
 
     /* start + stop before the next iteration: costs nothing. */
-    u = updates(loop);
+    u = test_updates(loop);
     CHECK_OK(iomux_watch_start(&w2, IOMUX_IN | IOMUX_OUT));
     CHECK_OK(iomux_watch_update(&w2, IOMUX_OUT));
     CHECK_OK(iomux_watch_stop(&w2));
     spin(loop, 2);
-    CHECK_EQ(updates(loop) - u, 0);
+    CHECK_EQ(test_updates(loop) - u, 0);
     CHECK_EQ(r2.calls, 0);
 
     /* OUT on and off again before the next run: costs nothing, no OUT. */
-    u = updates(loop);
+    u = test_updates(loop);
     CHECK_OK(iomux_watch_update(&w1, IOMUX_IN | IOMUX_OUT));
     CHECK_OK(iomux_watch_update(&w1, IOMUX_IN));
     CHECK_OK(iomux_watch_update(&w1, IOMUX_IN | IOMUX_OUT));
     CHECK_OK(iomux_watch_update(&w1, IOMUX_IN));
     spin(loop, 2);
-    CHECK_EQ(updates(loop) - u, 0);
+    CHECK_EQ(test_updates(loop) - u, 0);
     CHECK_EQ(r1.calls, 0);
 
     /* OUT on: one update (however often it is set), OUT reported. */
-    u = updates(loop);
+    u = test_updates(loop);
     CHECK_OK(iomux_watch_update(&w1, IOMUX_IN | IOMUX_OUT));
     CHECK_OK(iomux_watch_update(&w1, IOMUX_IN | IOMUX_OUT));
     spin(loop, 1);
-    CHECK_EQ(updates(loop) - u, 1);
+    CHECK_EQ(test_updates(loop) - u, 1);
     CHECK_EQ(r1.calls, 1);
     CHECK_EQ(r1.last, IOMUX_OUT);
 
     /* OUT off: one update, then silence. */
-    u = updates(loop);
+    u = test_updates(loop);
     CHECK_OK(iomux_watch_update(&w1, IOMUX_IN));
     spin(loop, 3);
-    CHECK_EQ(updates(loop) - u, 1);
+    CHECK_EQ(test_updates(loop) - u, 1);
     CHECK_EQ(r1.calls, 1);
 
     /* Stop: one update (removal). */
-    u = updates(loop);
+    u = test_updates(loop);
     CHECK_OK(iomux_watch_stop(&w1));
     spin(loop, 2);
-    CHECK_EQ(updates(loop) - u, 1);
+    CHECK_EQ(test_updates(loop) - u, 1);
 
     close(a[0]);
     close(a[1]);
