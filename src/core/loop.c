@@ -100,6 +100,13 @@ static int alloc_valid(const iomux_allocator *a) {
     return a->malloc && a->realloc && a->free;
 }
 
+static void tables_free(iomux_loop *loop) {
+    iomux__timers_free(loop);
+    iomux__free(loop, loop->fds);
+    iomux__free(loop, loop->dirty.v);
+    iomux__free(loop, loop->parked.v);
+}
+
 int iomux_loop_new(iomux_loop **out, const iomux_config *cfg_in) {
     iomux_config cfg;
     const iomux_allocator *a;
@@ -127,8 +134,7 @@ int iomux_loop_new(iomux_loop **out, const iomux_config *cfg_in) {
         if (rc < 0) loop->backend->free(loop);
     }
     if (rc < 0) {
-        iomux__free(loop, loop->fds);
-        iomux__free(loop, loop->dirty.v);
+        tables_free(loop);
         a->free(a->ud, loop);
         return rc;
     }
@@ -144,10 +150,7 @@ int iomux_loop_free(iomux_loop *loop) {
     iomux__signal_close(loop);
     iomux__post_close(loop);
     loop->backend->free(loop);
-    iomux__timers_free(loop);
-    iomux__free(loop, loop->fds);
-    iomux__free(loop, loop->dirty.v);
-    iomux__free(loop, loop->parked.v);
+    tables_free(loop);
     a = loop->alloc;
     a.free(a.ud, loop);
     return 0;
@@ -209,8 +212,10 @@ static int iterate(iomux_loop *loop, int mode) {
     timeout = wait_timeout(loop, mode);            /* 5 */
     rc = loop->backend->wait(loop, timeout);
     loop->stats.iterations++;
-    if (timeout != 0) loop->stats.waits++;
-    if (timeout != 0) loop->now = iomux__hrtime();
+    if (timeout != 0) {
+        loop->stats.waits++;
+        loop->now = iomux__hrtime();
+    }
     pending_run(loop, loop->max_pending + loop->max_events); /* 6 */
     /* A ONCE call that blocked must make progress even if what ended the
      * wait was a timer (as libuv does), or a caller looping on ONCE until a

@@ -120,10 +120,9 @@ void iomux__watch_apply(iomux_loop *loop);
 /* Internal watchers (wake-up, signals) do not keep the loop alive. */
 int iomux__watch_start_internal(iomux_watch *w, unsigned events);
 
-/* et.c (ET emulation for backends without IOMUX__CAP_ET); parked fds are
- * probed at least this often. */
+/* et.c (ET emulation for backends without IOMUX__CAP_ET). Parked fds are
+ * probed at least every IOMUX__PARK_PROBE_MS. */
 #define IOMUX__PARK_PROBE_MS 10
-/* et.c (ET emulation for backends without IOMUX__CAP_ET) */
 unsigned iomux__et_filter(iomux_loop *loop, iomux_fd fd, unsigned revents);
 void iomux__et_reset(iomux__fdent *fe);
 void iomux__et_probe(iomux_loop *loop);

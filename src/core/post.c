@@ -117,6 +117,9 @@ void iomux__post_run(iomux_loop *loop) {
     iomux__post_queue *q = &loop->post;
     unsigned budget = loop->max_pending;
     if (q->out_pos == q->out_len) {
+        /* Nothing queued: skip the lock (and the debt is already cleared:
+         * the last swap cleared it, and any later post would count). */
+        if (atomic_load(&q->queued) == 0) return;
         iomux__post_item *tmp;
         size_t cap;
         pthread_mutex_lock(&q->mu);
