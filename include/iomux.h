@@ -37,9 +37,11 @@
  *     per fd, and none when the interest ends where it was (a watcher that
  *     was stopped and started again is always re-applied: its fd may have
  *     been closed and its number reused meanwhile);
- *  5. wait in the backend: the timeout is 0 when work is already queued,
- *     the time to the next timer otherwise, forever when there is none;
- *     the cached time is updated again after a wait that blocked;
+ *  5. wait in the backend: the timeout is 0 when work is already queued
+ *     (and, in IOMUX_RUN_ONCE, when phases 2-3 ran any callback), the time
+ *     to the next timer otherwise, forever when there is none; an
+ *     interrupted wait (EINTR) is resumed for the time left; the cached
+ *     time is updated again after a wait that blocked;
  *  6. dispatch the ready watchers reported by the wait (callbacks queued by
  *     them run in phase 3 of the next iteration); in IOMUX_RUN_ONCE, after a
  *     wait that blocked, timers now due run here too, so that one ONCE call
@@ -82,6 +84,8 @@ typedef struct iomux_loop iomux_loop;
 typedef struct iomux_watch iomux_watch;
 typedef struct iomux_timer iomux_timer;
 typedef struct iomux_signal iomux_signal;
+typedef struct iomux_op iomux_op;
+typedef struct iomux_work iomux_work;
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -101,8 +105,10 @@ typedef enum iomux_backend {
 } iomux_backend;
 
 /* A per-loop allocator. All three functions are required; `ud` is passed
- * back to each. If iomux_post() is used from other threads, the allocator
- * must be thread-safe (the post queue may grow on the posting thread). */
+ * back to each. If iomux_post() is used from other threads, or the work
+ * pool (iomux_work_submit, or file ops on a readiness backend) is used, the
+ * allocator must be thread-safe: the post queue may grow on the posting
+ * thread, and pool threads post their results. */
 typedef struct iomux_allocator {
     void *(*malloc)(void *ud, size_t size);
     void *(*realloc)(void *ud, void *ptr, size_t size);
@@ -117,6 +123,14 @@ typedef struct iomux_config {
     unsigned max_timers_per_iteration;  /* 0: 256 */
     unsigned max_pending_per_iteration; /* 0: 1024 */
     unsigned max_events_per_wait;       /* 0: 1024 */
+    unsigned pool_buffers;      /* recv buffer pool: count, rounded up to a power of 2; 0: 512 */
+    unsigned pool_buffer_size;  /* bytes per pool buffer; 0: 4096 */
+    unsigned threads;           /* work pool threads; 0: $IOMUX_THREADS, else 4 */
+    unsigned uring_entries;     /* uring backend: SQ size; 0: 1024 */
+    unsigned uring_cq_entries;  /* uring backend: CQ size; 0: 2 x SQ */
+    unsigned send_zc_threshold; /* uring backend: sends of at least this many bytes
+                                   use SEND_ZC; 0: the measured default (see
+                                   README), UINT32_MAX: never */
 } iomux_config;
 
 /* Sets every field to its default (the same as zeroing it). */
@@ -135,7 +149,7 @@ IOMUX_API int iomux_loop_free(iomux_loop *loop);
 
 enum {
     IOMUX_RUN_DEFAULT = 0, /* iterate until nothing is alive or iomux_stop() */
-    IOMUX_RUN_ONCE = 1,    /* one iteration; wait for events if none is queued */
+    IOMUX_RUN_ONCE = 1,    /* one iteration; it waits only if it has done nothing yet */
     IOMUX_RUN_NOWAIT = 2   /* one iteration; never block */
 };
 
@@ -370,6 +384,172 @@ IOMUX_API int iomux_signal_start(iomux_signal *s, int signum);
 IOMUX_API int iomux_signal_stop(iomux_signal *s);
 
 IOMUX_API int iomux_signal_active(const iomux_signal *s);
+
+/* ---- the Proactor API: operations and completions -------------------------- */
+
+/*
+ * You start an operation with a caller-owned iomux_op; the loop does the I/O
+ * and later runs op->cb with the result in op->result: bytes transferred, a
+ * new fd (accept), 0 (connect, close, timeout), or a negative errno.
+ *
+ * Native on uring (io_uring). On select, poll and epoll the core emulates it
+ * over readiness, as asio does: it tries the system call at once when the fd
+ * is known to be ready and waits for readiness only after EAGAIN; file reads
+ * and writes run on the work pool (iomux_work_submit), as libuv does. So a
+ * program written to this API runs unchanged on every backend.
+ *
+ * Promises, on every backend:
+ * - Every op's callback runs exactly once with its final result: the result,
+ *   an error, or -ECANCELED. A multishot op (IOMUX_OP_MULTISHOT) may first
+ *   run its callback any number of times with IOMUX_OP_MORE set in
+ *   op->flags; exactly one callback comes without it, and that one is final.
+ * - From the start call until that final callback has begun, the op and the
+ *   buffer it was given belong to the loop: do not touch, reuse or free them.
+ *   The final callback may free the op, or start it again.
+ * - Callbacks never run inside the start call; they run from the loop.
+ * - Sends (and sendfiles) on one fd complete in the order they were started,
+ *   each only when every byte is sent (or with an error). Receives on one fd
+ *   complete in the order they were started.
+ * - Closing a loop (iomux_loop_free) is refused (-EBUSY) while ops are in
+ *   flight; iomux_cancel() them and run the loop until their callbacks ran.
+ * - An fd is driven either by a watcher or by ops, not both (-EBUSY).
+ *
+ * Buffers for recv: pass your own, or NULL to borrow one from the loop's
+ * pool when data arrives (so an idle connection holds no buffer). op->buf
+ * then points at it and op->result says how many bytes it holds; give it
+ * back with iomux_buf_release() when done, from the callback or later. If
+ * the pool is empty, receiving waits (the data stays in the kernel) until a
+ * buffer is released. On uring the pool is a registered provided-buffer ring.
+ */
+typedef void (*iomux_op_cb)(iomux_op *op);
+
+enum {
+    IOMUX_OP_MULTISHOT = 1u << 0, /* start flag: accept, or recv with pool buffers */
+    IOMUX_OP_MORE = 1u << 1       /* in op->flags during a callback: not final */
+};
+
+struct iomux_op {
+    void *data;          /* yours */
+    iomux_loop *loop;
+    iomux_op_cb cb;
+    int64_t result;      /* in the callback */
+    void *buf;           /* recv: the buffer the data is in (yours or the pool's) */
+    unsigned flags;      /* in the callback: IOMUX_OP_MORE */
+    struct {
+        iomux__pend pend;
+        iomux__node link;    /* in its fd's queue */
+        uint8_t type, state;
+        uint16_t oflags;
+        iomux_fd fd;
+        union {
+            struct {
+                char *buf;
+                size_t len, done;
+            } io;            /* recv, send */
+            struct {
+                iomux_fd file;
+                int64_t offset;
+                size_t len, done;
+            } sendfile;
+            struct {
+                char *buf;
+                size_t len;
+                int64_t offset;
+            } file;          /* read, write */
+            struct {
+                const void *addr;
+                unsigned addrlen;
+            } connect;
+            iomux_timer timer; /* timeout */
+        } u;
+    } internal;
+};
+
+struct sockaddr;
+
+/* Accepts a connection on listening socket lfd; result: the new fd,
+ * non-blocking and close-on-exec. IOMUX_OP_MULTISHOT: one callback per
+ * connection (IOMUX_OP_MORE) until cancelled or an error, which is final. */
+IOMUX_API int iomux_accept(iomux_loop *loop, iomux_op *op, iomux_fd lfd, unsigned flags, iomux_op_cb cb);
+
+/* Connects non-blocking socket fd to addr; result 0 or -errno. addr must
+ * stay valid until the callback. */
+IOMUX_API int iomux_connect(iomux_loop *loop, iomux_op *op, iomux_fd fd, const struct sockaddr *addr,
+                            unsigned addrlen, iomux_op_cb cb);
+
+/* Receives up to len bytes into buf (buf NULL: a pool buffer, len ignored);
+ * result: bytes, 0 at end of stream, or -errno. IOMUX_OP_MULTISHOT (pool
+ * buffers only): a callback per arrival until end of stream, an error or a
+ * cancel, each with its own buffer. */
+IOMUX_API int iomux_recv(iomux_loop *loop, iomux_op *op, iomux_fd fd, void *buf, size_t len, unsigned flags,
+                         iomux_op_cb cb);
+
+/* Sends all len bytes; result: len, or -errno (then some may have gone). */
+IOMUX_API int iomux_send(iomux_loop *loop, iomux_op *op, iomux_fd fd, const void *buf, size_t len,
+                         iomux_op_cb cb);
+
+/* Sends len bytes of file from offset to socket sock, all of them; result:
+ * len, or -errno (-EPIPE... or -ENODATA if the file ended early). */
+IOMUX_API int iomux_sendfile(iomux_loop *loop, iomux_op *op, iomux_fd sock, iomux_fd file, int64_t offset,
+                             size_t len, iomux_op_cb cb);
+
+/* Reads / writes a file at an offset (one call: a short count is possible,
+ * as with pread/pwrite); result: bytes, or -errno. */
+IOMUX_API int iomux_read(iomux_loop *loop, iomux_op *op, iomux_fd file, void *buf, size_t len,
+                         int64_t offset, iomux_op_cb cb);
+IOMUX_API int iomux_write(iomux_loop *loop, iomux_op *op, iomux_fd file, const void *buf, size_t len,
+                          int64_t offset, iomux_op_cb cb);
+
+/* Closes fd after cancelling every op in flight on it (each completes with
+ * -ECANCELED or, if it won the race, its result); result: close's. */
+IOMUX_API int iomux_close(iomux_loop *loop, iomux_op *op, iomux_fd fd, iomux_op_cb cb);
+
+/* Completes after ms milliseconds with result 0 (or -ECANCELED). */
+IOMUX_API int iomux_timeout(iomux_loop *loop, iomux_op *op, uint64_t ms, iomux_op_cb cb);
+
+/* Asks for op to end early: it completes with -ECANCELED unless its result
+ * is already on its way (then with that result). Returns 0, or -EALREADY
+ * when the final result is already on its way, -EINVAL if op is not in
+ * flight. The callback still runs exactly once either way. */
+IOMUX_API int iomux_cancel(iomux_op *op);
+
+/* 1 from the start call until the final callback begins. */
+IOMUX_API int iomux_op_active(const iomux_op *op);
+
+/* Gives a pool buffer (op->buf of a pool recv) back to the loop. */
+IOMUX_API void iomux_buf_release(iomux_loop *loop, void *buf);
+
+/* ---- the work pool ------------------------------------------------------------- */
+
+/* Runs work(w) on a pool thread and then done(w, status) on the loop's
+ * thread: status 0, or -ECANCELED if iomux_work_cancel() caught it before it
+ * started. The pool starts on first use with cfg.threads threads (else
+ * $IOMUX_THREADS, else 4). A submitted item keeps the loop alive, and belongs
+ * to the loop until done has begun. work must not call iomux functions other
+ * than iomux_post. */
+typedef void (*iomux_work_fn)(iomux_work *w);
+typedef void (*iomux_work_done_fn)(iomux_work *w, int status);
+
+struct iomux_work {
+    void *data;          /* yours */
+    iomux_loop *loop;
+    iomux_work_fn work;
+    iomux_work_done_fn done;
+    struct {
+        iomux__pend pend;
+        int state;
+        int status;
+    } internal;
+};
+
+/* Errors: -EINVAL (NULL work or done, or w already submitted), -ENOMEM, or
+ * the error of pthread_create when the pool starts. */
+IOMUX_API int iomux_work_submit(iomux_loop *loop, iomux_work *w, iomux_work_fn work, iomux_work_done_fn done);
+
+/* Cancels w if no thread has started it: returns 0 and done(w, -ECANCELED)
+ * runs from the loop. Returns -EBUSY if it is running or finished, -EINVAL
+ * if it was not submitted. */
+IOMUX_API int iomux_work_cancel(iomux_work *w);
 
 #ifdef __cplusplus
 }

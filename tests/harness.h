@@ -85,6 +85,12 @@ static inline const char *test_backend(void) {
     return b ? b : "auto";
 }
 
+/* 1 on backends where IOMUX_ET and IOMUX_ONESHOT are the kernel's own. */
+static inline int test_native_et(iomux_loop *loop) {
+    iomux_backend b = iomux_loop_backend(loop);
+    return b == IOMUX_BACKEND_EPOLL || b == IOMUX_BACKEND_URING;
+}
+
 static inline void set_nonblock(int fd) {
     int fl = fcntl(fd, F_GETFL);
     CHECK_SYS(fl);

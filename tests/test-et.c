@@ -43,10 +43,6 @@ static void watch_rec(iomux_loop *loop, iomux_watch *w, rec *r, int fd) {
     w->data = r;
 }
 
-static int is_epoll(iomux_loop *loop) {
-    return iomux_loop_backend(loop) == IOMUX_BACKEND_EPOLL;
-}
-
 /* A TCP pair whose client (fds[0]) has a small send buffer and whose server
  * side (fds[1]) a small receive buffer, set before the handshake so that the
  * advertised window matches: filling the pipe takes a few KiB. */
@@ -190,8 +186,8 @@ static void test_et_in_unix_drain_one_call_per_write(void) {
     et_one_call_per_write(0);
 }
 
-/* The documented difference for non-TCP fds left undrained: epoll reports
- * once; the emulation reports in every iteration while the fd stays ready. */
+/* The documented difference for non-TCP fds left undrained: native ET
+ * (epoll, uring) reports once; the emulation reports in every iteration while the fd stays ready. */
 static void test_et_in_unix_undrained_documented(void) {
     iomux_loop *loop = test_loop();
     iomux_watch w;
@@ -202,7 +198,7 @@ static void test_et_in_unix_undrained_documented(void) {
     CHECK_OK(iomux_watch_start(&w, IOMUX_IN | IOMUX_ET));
     write_all(p[0], "u", 1);
     spin(loop, 10);
-    if (is_epoll(loop)) CHECK_EQ(r.calls, 1);
+    if (test_native_et(loop)) CHECK_EQ(r.calls, 1);
     else CHECK_EQ(r.calls, 10);
     CHECK_EQ(r.seen, IOMUX_IN);
     CHECK_OK(iomux_watch_stop(&w));
@@ -544,7 +540,7 @@ static void test_et_parked_no_spin(void) {
     CHECK(it < 1000);
     /* Every iteration blocked (timeout != 0): no busy zero-timeout polls. */
     CHECK(it - waits <= 2);
-    if (is_epoll(loop)) CHECK(it <= 3); /* native: one wait for the timer */
+    if (test_native_et(loop)) CHECK(it <= 3); /* native: one wait for the timer */
     else CHECK(it >= 2);                /* parked: woken to re-probe */
 
     CHECK_OK(iomux_timer_stop(&t));

@@ -13,8 +13,11 @@ enum {
     IOMUX__CAP_ONESHOT = 1u << 1
 };
 
-/* Extra bits in the `have` mask passed to watch_update. */
+/* Extra bits in the `have` mask passed to and returned by watch_update.
+ * `have` never holds the report-only bits IOMUX_ERR/HUP, so IOMUX__ONCE
+ * reuses HUP's position (have is 8 bits wide). */
 enum {
+    IOMUX__ONCE = 1u << 3,  /* the kernel disarms the fd after one report */
     IOMUX__ADDED = 1u << 6, /* the fd is in the backend's set */
     IOMUX__FRESH = 1u << 7  /* the fd may have been closed and reused since */
 };
@@ -29,26 +32,48 @@ typedef struct iomux__backend {
     /* Makes the backend's interest for fd equal to `want`: IOMUX_IN|OUT,
      * plus IOMUX_ET/ONESHOT only if the caps say native. `want` without
      * IN/OUT means remove. `have` is the previous return value (0 at first),
-     * possibly with IOMUX__FRESH. Returns the new `have` (with IOMUX__ADDED
-     * while the fd is in the set) or -errno. */
+     * possibly with IOMUX__FRESH. Returns the new `have`: `want`, plus
+     * IOMUX__ADDED while the fd is in the set, plus IOMUX__ONCE if the kernel
+     * will disarm it after one report (the core then re-applies it); or
+     * -errno. */
     int (*watch_update)(iomux_loop *loop, iomux_fd fd, unsigned have, unsigned want);
     /* Waits up to timeout_ms (-1: forever) and reports each ready fd with
-     * iomux__io_event(). Returns the number of fds reported, 0 on timeout or
-     * EINTR, or -errno. */
+     * iomux__io_event(). Returns the number of fds reported, 0 on timeout,
+     * -EINTR if interrupted before anything was reported (the core resumes
+     * the wait), or -errno. */
     int (*wait)(iomux_loop *loop, int timeout_ms);
+    /* The Proactor, NULL on readiness backends (the core emulates it).
+     * submit: hands op to the kernel; 0, or -ENOTSUP for an op type the
+     * backend does not do (the core emulates that one), or -errno. Its
+     * completion reaches the core through iomux__op_cqe() from wait().
+     * cancel: asks the kernel to end op early (its CQE still comes). */
+    int (*submit)(iomux_loop *loop, iomux_op *op);
+    int (*cancel)(iomux_loop *loop, iomux_op *op);
+    /* Pool buffers owned by the kernel (provided-buffer ring), NULL if the
+     * core hands them out: pool_init registers count buffers of size at
+     * base; pool_put gives buffer id back to the kernel. */
+    int (*pool_init)(iomux_loop *loop, char *base, unsigned count, unsigned size);
+    void (*pool_put)(iomux_loop *loop, unsigned id);
 } iomux__backend;
 
 /* Called by wait() for each ready fd; `revents` in IOMUX_IN|OUT|ERR|HUP. */
 void iomux__io_event(iomux_loop *loop, iomux_fd fd, unsigned revents);
+/* Called by a backend whose kernel dropped an fd's interest on its own (an
+ * io_uring multishot poll that ended): phase 4 will apply it again. */
+void iomux__io_disarmed(iomux_loop *loop, iomux_fd fd);
 
 #if defined(__linux__)
 #define IOMUX_HAVE_EPOLL 1
 #endif
+/* IOMUX_HAVE_URING comes from the build (liburing found). */
 
 extern const iomux__backend iomux__backend_select;
 extern const iomux__backend iomux__backend_poll;
 #ifdef IOMUX_HAVE_EPOLL
 extern const iomux__backend iomux__backend_epoll;
+#endif
+#ifdef IOMUX_HAVE_URING
+extern const iomux__backend iomux__backend_uring;
 #endif
 
 #endif

@@ -59,13 +59,13 @@ static int ep_update(iomux_loop *loop, iomux_fd fd, unsigned have, unsigned want
     if (rc < 0 && op == EPOLL_CTL_MOD && errno == ENOENT) rc = epoll_ctl(st->epfd, EPOLL_CTL_ADD, fd, &e);
     else if (rc < 0 && op == EPOLL_CTL_ADD && errno == EEXIST) rc = epoll_ctl(st->epfd, EPOLL_CTL_MOD, fd, &e);
     if (rc < 0) return -errno;
-    return (int)(want | IOMUX__ADDED);
+    return (int)(want | IOMUX__ADDED | ((want & IOMUX_ONESHOT) ? IOMUX__ONCE : 0u));
 }
 
 static int ep_wait(iomux_loop *loop, int timeout_ms) {
     epoll_state *st = loop->bstate;
     int n = epoll_wait(st->epfd, st->ev, st->nev, timeout_ms), i;
-    if (n < 0) return errno == EINTR ? 0 : -errno;
+    if (n < 0) return -errno;
     for (i = 0; i < n; i++) {
         uint32_t k = st->ev[i].events;
         unsigned r = ((k & EPOLLIN) ? IOMUX_IN : 0u) | ((k & EPOLLOUT) ? IOMUX_OUT : 0u) |
@@ -76,7 +76,12 @@ static int ep_wait(iomux_loop *loop, int timeout_ms) {
 }
 
 const iomux__backend iomux__backend_epoll = {
-    "epoll", IOMUX_BACKEND_EPOLL, IOMUX__CAP_ET | IOMUX__CAP_ONESHOT,
-    ep_init, ep_free, ep_update, ep_wait,
+    .name = "epoll",
+    .id = IOMUX_BACKEND_EPOLL,
+    .caps = IOMUX__CAP_ET | IOMUX__CAP_ONESHOT,
+    .init = ep_init,
+    .free = ep_free,
+    .watch_update = ep_update,
+    .wait = ep_wait,
 };
 #endif

@@ -78,7 +78,7 @@ static int pl_wait(iomux_loop *loop, int timeout_ms) {
     poll_state *st = loop->bstate;
     int n = poll(st->pfd, (nfds_t)st->n, timeout_ms), seen = 0;
     size_t i;
-    if (n < 0) return errno == EINTR ? 0 : -errno;
+    if (n < 0) return -errno;
     for (i = 0; i < st->n && seen < n; i++) {
         struct pollfd *p = &st->pfd[i];
         short k = p->revents;
@@ -98,5 +98,11 @@ static int pl_wait(iomux_loop *loop, int timeout_ms) {
 }
 
 const iomux__backend iomux__backend_poll = {
-    "poll", IOMUX_BACKEND_POLL, 0, pl_init, pl_free, pl_update, pl_wait,
+    .name = "poll",
+    .id = IOMUX_BACKEND_POLL,
+    .caps = 0,
+    .init = pl_init,
+    .free = pl_free,
+    .watch_update = pl_update,
+    .wait = pl_wait,
 };

@@ -143,7 +143,6 @@ static int sel_wait(iomux_loop *loop, int timeout_ms) {
     n = select(st->maxfd + 1, nwords ? (fd_set *)(void *)st->ord : NULL,
                nwords ? (fd_set *)(void *)st->owr : NULL, NULL, tvp);
     if (n < 0) {
-        if (errno == EINTR) return 0;
         if (errno == EBADF) return drop_closed(loop, st);
         return -errno;
     }
@@ -152,5 +151,11 @@ static int sel_wait(iomux_loop *loop, int timeout_ms) {
 }
 
 const iomux__backend iomux__backend_select = {
-    "select", IOMUX_BACKEND_SELECT, 0, sel_init, sel_free, sel_update, sel_wait,
+    .name = "select",
+    .id = IOMUX_BACKEND_SELECT,
+    .caps = 0,
+    .init = sel_init,
+    .free = sel_free,
+    .watch_update = sel_update,
+    .wait = sel_wait,
 };

@@ -46,6 +46,8 @@
     X(EALREADY, "operation already in progress")                \
     X(EINPROGRESS, "operation in progress")                     \
     X(ECANCELED, "operation canceled")                          \
+    X(ENODATA, "no data available")                             \
+    X(ETIME, "timer expired")                                   \
     X(EOVERFLOW, "value too large")
 
 const char *iomux_strerror(int err) {

@@ -6,11 +6,15 @@
 
 #include "loop.h"
 
+/* Worst to best: AUTO tries them from the end. */
 static const iomux__backend *const backends[] = {
     &iomux__backend_select,
     &iomux__backend_poll,
 #ifdef IOMUX_HAVE_EPOLL
     &iomux__backend_epoll,
+#endif
+#ifdef IOMUX_HAVE_URING
+    &iomux__backend_uring,
 #endif
 };
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
@@ -49,11 +53,14 @@ int iomux_backend_available(iomux_backend backend) {
 }
 
 const char *iomux_backend_names(void) {
+    return "select poll"
 #ifdef IOMUX_HAVE_EPOLL
-    return "select poll epoll";
-#else
-    return "select poll";
+           " epoll"
 #endif
+#ifdef IOMUX_HAVE_URING
+           " uring"
+#endif
+        ;
 }
 
 /* The backends to try, best first: the configured one, or $IOMUX_BACKEND,
@@ -101,6 +108,7 @@ static int alloc_valid(const iomux_allocator *a) {
 }
 
 static void tables_free(iomux_loop *loop) {
+    iomux__bufpool_free(loop);
     iomux__timers_free(loop);
     iomux__free(loop, loop->fds);
     iomux__free(loop, loop->dirty.v);
@@ -125,6 +133,12 @@ int iomux_loop_new(iomux_loop **out, const iomux_config *cfg_in) {
     loop->max_timers = cfg.max_timers_per_iteration ? cfg.max_timers_per_iteration : 256;
     loop->max_pending = cfg.max_pending_per_iteration ? cfg.max_pending_per_iteration : 1024;
     loop->max_events = cfg.max_events_per_wait ? cfg.max_events_per_wait : 1024;
+    loop->pool_count = cfg.pool_buffers ? cfg.pool_buffers : 512;
+    loop->pool_size = cfg.pool_buffer_size ? cfg.pool_buffer_size : 4096;
+    loop->threads = cfg.threads;
+    loop->uring_entries = cfg.uring_entries ? cfg.uring_entries : 1024;
+    loop->uring_cq_entries = cfg.uring_cq_entries;
+    loop->zc_threshold = cfg.send_zc_threshold ? cfg.send_zc_threshold : IOMUX__SEND_ZC_DEFAULT;
     iomux__q_init(&loop->pending);
     iomux__signal_init(loop);
     loop->now = iomux__hrtime();
@@ -147,6 +161,7 @@ int iomux_loop_free(iomux_loop *loop) {
     if (!loop) return -EINVAL;
     if (loop->running) return -EBUSY;
     if (iomux_loop_alive(loop)) return -EBUSY;
+    iomux__work_close(loop);
     iomux__signal_close(loop);
     iomux__post_close(loop);
     loop->backend->free(loop);
@@ -170,16 +185,19 @@ void iomux__pend_cancel(iomux__pend *p) {
  * callbacks wait for the next run, so a callback that queues work cannot keep
  * this phase going forever. A handle stopped meanwhile leaves the local list
  * by itself (its node unlinks from whichever list holds it). */
-static void pending_run(iomux_loop *loop, unsigned limit) {
+static unsigned pending_run(iomux_loop *loop, unsigned limit) {
     iomux__node batch;
     iomux__node *n;
+    unsigned ran = 0;
     iomux__q_init(&batch);
     iomux__q_splice(&loop->pending, &batch);
-    while (limit-- > 0 && (n = iomux__q_pop(&batch)) != NULL) {
+    while (ran < limit && (n = iomux__q_pop(&batch)) != NULL) {
         iomux__pend *p = iomux__container_of(n, iomux__pend, node);
         p->run(p);
+        ran++;
     }
     iomux__q_splice_front(&batch, &loop->pending);
+    return ran;
 }
 
 /* ---- the iteration ---------------------------------------------------------------- */
@@ -188,9 +206,11 @@ int iomux_loop_alive(const iomux_loop *loop) {
     return loop->active > 0 || !iomux__q_empty(&loop->pending) || iomux__post_queued(loop);
 }
 
-static int wait_timeout(iomux_loop *loop, int mode) {
+static int wait_timeout(iomux_loop *loop, int mode, unsigned ran) {
     int timeout;
     if (mode == IOMUX_RUN_NOWAIT || loop->stop) return 0;
+    /* ONCE returns after work: if phases 2-3 ran callbacks, do not block. */
+    if (mode == IOMUX_RUN_ONCE && ran > 0) return 0;
     if (!iomux_loop_alive(loop)) return 0; /* nothing could ever wake us */
     if (!iomux__q_empty(&loop->pending)) return 0;
     if (iomux__post_queued(loop)) return 0;
@@ -201,16 +221,35 @@ static int wait_timeout(iomux_loop *loop, int mode) {
     return timeout;
 }
 
+/* Waits in the backend for up to timeout ms. An interrupted wait (a signal,
+ * or io_uring task work, which interrupts blocking calls the same way) is
+ * resumed for the time left, so a wait ends only on an event or its
+ * deadline. A watched signal ends it anyway: its self-pipe becomes ready. */
+static int backend_wait(iomux_loop *loop, int timeout) {
+    uint64_t end = loop->now + (uint64_t)(timeout > 0 ? timeout : 0) * 1000000u;
+    for (;;) {
+        int rc = loop->backend->wait(loop, timeout);
+        if (rc != -EINTR) return rc;
+        if (timeout == 0) return 0;
+        if (timeout > 0) {
+            uint64_t now = iomux__hrtime();
+            if (now >= end) return 0;
+            timeout = (int)((end - now + 999999u) / 1000000u);
+        }
+    }
+}
+
 static int iterate(iomux_loop *loop, int mode) {
+    unsigned ran;
     int timeout, rc;
     loop->now = iomux__hrtime();                   /* 1 */
-    iomux__timers_run(loop);                       /* 2 */
-    iomux__post_run(loop);                         /* 3 */
-    pending_run(loop, loop->max_pending);
+    ran = iomux__timers_run(loop);                 /* 2 */
+    ran += iomux__post_run(loop);                  /* 3 */
+    ran += pending_run(loop, loop->max_pending);
     iomux__et_probe(loop);                         /* 4 */
     iomux__watch_apply(loop);
-    timeout = wait_timeout(loop, mode);            /* 5 */
-    rc = loop->backend->wait(loop, timeout);
+    timeout = wait_timeout(loop, mode, ran);       /* 5 */
+    rc = backend_wait(loop, timeout);
     loop->stats.iterations++;
     if (timeout != 0) {
         loop->stats.waits++;

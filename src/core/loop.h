@@ -15,6 +15,8 @@
  * number up to the highest watched, whether or not it is in use. */
 typedef struct iomux__fdent {
     iomux_watch *w;   /* the watcher, or NULL */
+    iomux_op *rq;     /* ops reading (accept, recv): FIFO, head first */
+    iomux_op *wq;     /* ops writing (connect, send, sendfile): FIFO */
     uint8_t have;     /* the backend's interest (backend.h), as it returned */
     uint8_t etstate;  /* ET emulation: TCP state at the last IN/OUT report */
     uint16_t flags;   /* FD_* below */
@@ -29,8 +31,26 @@ enum {
     FD_ET_SAW_OUT = 1u << 4,
     FD_ET_PARK_IN = 1u << 5,  /* IN taken out of the wait set (see et.c) */
     FD_ET_PARK_OUT = 1u << 6,
-    FD_ET_PARKED = 1u << 7    /* queued in loop->parked */
+    FD_ET_PARKED = 1u << 7,   /* queued in loop->parked */
+    FD_RBLOCKED = 1u << 8,    /* ops: a read gave EAGAIN; wait for IN */
+    FD_WBLOCKED = 1u << 9,    /* ops: a write gave EAGAIN; wait for OUT */
+    FD_BUFWAIT = 1u << 10,    /* ops: the head recv waits for a pool buffer */
+    FD_CLOSING = 1u << 11     /* ops: iomux_close is cancelling them */
 };
+
+/* Recv buffer pool (bufpool.c): `count` buffers of `size` bytes at `base`.
+ * On readiness backends the core hands them out from the `free` stack; on
+ * uring the kernel picks them from a provided-buffer ring and `nfree` only
+ * counts how many the kernel holds. Head recv ops that wait for a buffer
+ * are on `waiters` (their pend node is free while they are queued). */
+typedef struct iomux__bufpool {
+    char *base;
+    unsigned count, size;
+    unsigned *free;
+    unsigned nfree;
+    int ring;
+    iomux__node waiters;  /* recv ops, linked through their pend node */
+} iomux__bufpool;
 
 typedef struct iomux__vec_int {
     int *v;
@@ -97,6 +117,10 @@ struct iomux_loop {
 
     iomux__post_queue post;
     iomux__sig_state sig;
+    iomux__bufpool pool;           /* bufpool.c, created on first use */
+    unsigned pool_count, pool_size, zc_threshold, uring_entries, uring_cq_entries;
+    struct iomux__workpool *work;  /* work.c, started on first use */
+    unsigned threads;              /* from the config (0: $IOMUX_THREADS, else 4) */
 };
 
 /* alloc.c */
@@ -129,7 +153,8 @@ void iomux__et_probe(iomux_loop *loop);
 unsigned iomux__et_parked_mask(const iomux__fdent *fe);
 
 /* timer.c */
-void iomux__timers_run(iomux_loop *loop);
+/* Runs due timers; returns how many callbacks ran. */
+unsigned iomux__timers_run(iomux_loop *loop);
 /* Milliseconds to the next deadline (rounded up), -1 if there is none. */
 int iomux__timers_timeout(const iomux_loop *loop);
 void iomux__timers_free(iomux_loop *loop);
@@ -137,8 +162,69 @@ void iomux__timers_free(iomux_loop *loop);
 /* post.c */
 int iomux__post_init(iomux_loop *loop);
 void iomux__post_close(iomux_loop *loop);
-void iomux__post_run(iomux_loop *loop);
+unsigned iomux__post_run(iomux_loop *loop); /* callbacks run */
 int iomux__post_queued(const iomux_loop *loop);
+
+/* uring: sends of at least this many bytes use SEND_ZC unless configured
+ * (the crossover measured by bench/zc, see README). */
+#define IOMUX__SEND_ZC_DEFAULT (64u * 1024u)
+
+/* op.c: the Proactor core. Per-op states (op->internal.state): */
+enum {
+    OP_IDLE = 0,  /* not started, or its final callback has begun */
+    OP_QUEUED,    /* in its fd's queue, not yet in the kernel (or waiting) */
+    OP_KERNEL,    /* submitted to the backend (uring); a CQE will come */
+    OP_DONE,      /* result known; its callback is queued (phase 3/6) */
+    OP_POOL,      /* on the work pool (file ops on readiness backends) */
+    OP_TIMER      /* a timeout op waiting on the timer heap */
+};
+enum { /* op->internal.type */
+    OPT_ACCEPT = 1, OPT_CONNECT, OPT_RECV, OPT_SEND, OPT_SENDFILE,
+    OPT_READ, OPT_WRITE, OPT_CLOSE, OPT_TIMEOUT
+};
+enum { /* op->internal.oflags */
+    OF_MULTISHOT = 1u << 0,
+    OF_POOLBUF = 1u << 1,    /* recv into a pool buffer */
+    OF_EMUL = 1u << 2,       /* the backend does not do it: emulated */
+    OF_CANCEL = 1u << 3,     /* cancel requested */
+    OF_MORE = 1u << 4,       /* the queued result is not the final one */
+    OF_STARTED = 1u << 5,    /* connect: connect() issued, now wait for OUT */
+    OF_BACKEND = 1u << 6     /* free for the backend's own use (uring: ZC) */
+};
+/* A completion from the backend (uring): res as the kernel gave it; `more`
+ * if the kernel will post more for this op; `buf` the pool buffer picked by
+ * the kernel, or NULL. Runs callbacks: call only from the backend's wait. */
+void iomux__op_cqe(iomux_loop *loop, iomux_op *op, int res, int more, void *buf);
+/* Readiness for an fd driven by ops (from iomux__io_event). */
+void iomux__ops_ready(iomux_loop *loop, iomux_fd fd, unsigned revents);
+/* The interest the ops queued on this fd need (IOMUX_IN/OUT). */
+unsigned iomux__ops_want(const iomux_loop *loop, const iomux__fdent *fe);
+/* Re-drives the fd's ops (after a pool buffer was released). */
+void iomux__ops_drive(iomux_loop *loop, iomux_fd fd);
+
+/* emul.c: one non-blocking attempt of an op on a readiness backend. */
+enum { EMUL_DONE, EMUL_MORE, EMUL_AGAIN, EMUL_NOBUF };
+int iomux__emul_attempt(iomux_loop *loop, iomux_op *op, int64_t *res);
+
+/* bufpool.c */
+int iomux__bufpool_ensure(iomux_loop *loop);
+void *iomux__buf_take(iomux_loop *loop);               /* NULL if none free */
+void iomux__buf_put(iomux_loop *loop, void *buf);      /* untaken: no wake-up */
+void *iomux__buf_of_id(iomux_loop *loop, unsigned id); /* the kernel picked it */
+void iomux__buf_wait(iomux_loop *loop, iomux_op *op);  /* drive op on release */
+void iomux__bufpool_free(iomux_loop *loop);
+
+/* work.c: the thread pool. iomux__work_queue runs p->run(p) on a pool
+ * thread; that function must set p->run to the loop-thread stage before it
+ * returns, and the pool then queues p on the loop's pending queue (through
+ * iomux_post), so the second stage runs on the loop thread in phase 3.
+ * Returns 0 or -errno (pool start failure). iomux__work_unqueue removes p if
+ * no thread took it yet: 0, or -EBUSY. iomux__work_close joins the threads
+ * (loop_free; nothing is queued by then). The loop's `active` count is the
+ * caller's business. */
+int iomux__work_queue(iomux_loop *loop, iomux__pend *p);
+int iomux__work_unqueue(iomux_loop *loop, iomux__pend *p);
+void iomux__work_close(iomux_loop *loop);
 
 /* signal.c */
 void iomux__signal_init(iomux_loop *loop);

@@ -113,13 +113,13 @@ int iomux_post(iomux_loop *loop, iomux_post_fn fn, void *arg) {
 /* Phase 3: takes a new batch once the previous one is done, then runs at
  * most max_pending items of it; the rest waits for the next iteration (whose
  * wait will not block, see wait_timeout). */
-void iomux__post_run(iomux_loop *loop) {
+unsigned iomux__post_run(iomux_loop *loop) {
     iomux__post_queue *q = &loop->post;
-    unsigned budget = loop->max_pending;
+    unsigned budget = loop->max_pending, ran = 0;
     if (q->out_pos == q->out_len) {
         /* Nothing queued: skip the lock (and the debt is already cleared:
          * the last swap cleared it, and any later post would count). */
-        if (atomic_load(&q->queued) == 0) return;
+        if (atomic_load(&q->queued) == 0) return 0;
         iomux__post_item *tmp;
         size_t cap;
         pthread_mutex_lock(&q->mu);
@@ -139,7 +139,9 @@ void iomux__post_run(iomux_loop *loop) {
         iomux__post_item it = q->out[q->out_pos++];
         atomic_fetch_sub(&q->queued, 1);
         it.fn(loop, it.arg);
+        ran++;
     }
+    return ran;
 }
 
 int iomux__post_queued(const iomux_loop *loop) {

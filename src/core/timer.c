@@ -118,9 +118,9 @@ uint64_t iomux_timer_remaining(const iomux_timer *t) {
 /* Phase 2. Only timers started before the phase began may fire in it (a
  * callback restarting its timer with 0 waits for the next iteration), and at
  * most max_timers of them, so timers cannot starve I/O. */
-void iomux__timers_run(iomux_loop *loop) {
+unsigned iomux__timers_run(iomux_loop *loop) {
     uint64_t seq_limit = loop->timer_seq;
-    unsigned budget = loop->max_timers;
+    unsigned budget = loop->max_timers, ran = 0;
     while (budget-- > 0 && loop->heap_len > 0) {
         iomux__timer_ent e = loop->heap[0];
         iomux_timer *t = e.t;
@@ -140,7 +140,9 @@ void iomux__timers_run(iomux_loop *loop) {
             loop->active--;
         }
         t->cb(t);
+        ran++;
     }
+    return ran;
 }
 
 int iomux__timers_timeout(const iomux_loop *loop) {

@@ -64,6 +64,7 @@ static int watch_start(iomux_watch *w, unsigned events, unsigned flags) {
     if (rc < 0) return rc;
     fe = &loop->fds[w->fd];
     if (fe->w && fe->w != w) return -EEXIST;
+    if (fe->rq || fe->wq) return -EBUSY; /* driven by ops */
     if (w->internal.flags & W_ACTIVE) {
         if (events == w->events) return 0; /* nothing changes, as on epoll */
     } else {
@@ -131,7 +132,7 @@ int iomux_watch_error(const iomux_watch *w) {
 static unsigned want_of(const iomux_loop *loop, const iomux__fdent *fe) {
     const iomux_watch *w = fe->w;
     unsigned caps = loop->backend->caps, m;
-    if (!w) return 0;
+    if (!w) return iomux__ops_want(loop, fe);
     m = w->events & IO_BITS;
     if (w->events & IOMUX_ET) {
         if (caps & IOMUX__CAP_ET) m |= IOMUX_ET;
@@ -181,11 +182,14 @@ void iomux__io_event(iomux_loop *loop, iomux_fd fd, unsigned revents) {
     loop->stats.events++;
     if (fd < 0 || (size_t)fd >= loop->nfds) return;
     fe = &loop->fds[fd];
-    if ((fe->have & IOMUX_ONESHOT) && (loop->backend->caps & IOMUX__CAP_ONESHOT))
-        fe->have &= (uint8_t)~IO_BITS; /* the kernel disarmed it */
+    if (fe->have & IOMUX__ONCE) {
+        fe->have &= (uint8_t)~IO_BITS; /* the kernel disarmed it: */
+        iomux__fd_dirty(loop, fd);     /* phase 4 re-arms it if still wanted */
+    }
     w = fe->w;
     if (!w) {
-        iomux__fd_dirty(loop, fd); /* stale: let phase 4 reconcile */
+        if (fe->rq || fe->wq) iomux__ops_ready(loop, fd, revents);
+        else iomux__fd_dirty(loop, fd); /* stale: let phase 4 reconcile */
         return;
     }
     ev = revents & ((w->events & IO_BITS) | IOMUX_ERR | IOMUX_HUP);
@@ -194,6 +198,12 @@ void iomux__io_event(iomux_loop *loop, iomux_fd fd, unsigned revents) {
     if (!ev) return;
     w->internal.revents |= ev;
     iomux__pend_queue(loop, &w->internal.pend);
+}
+
+void iomux__io_disarmed(iomux_loop *loop, iomux_fd fd) {
+    if (fd < 0 || (size_t)fd >= loop->nfds) return;
+    loop->fds[fd].have &= (uint8_t)~IO_BITS;
+    iomux__fd_dirty(loop, fd);
 }
 
 static void watch_run(iomux__pend *p) {

@@ -1,0 +1,90 @@
+/* The loop's recv buffer pool, created on the first recv without a buffer:
+ * `count` buffers of `size` bytes in one block, so an idle connection holds
+ * none. On readiness backends the core lends them from a free stack; on
+ * uring the block is registered as a provided-buffer ring and the kernel
+ * picks one as data arrives (the backend's pool_init / pool_put). */
+#include <errno.h>
+#include <string.h>
+
+#include "loop.h"
+
+static unsigned round_pow2(unsigned n) {
+    unsigned p = 1;
+    while (p < n && p < (1u << 15)) p <<= 1;
+    return p;
+}
+
+int iomux__bufpool_ensure(iomux_loop *loop) {
+    iomux__bufpool *bp = &loop->pool;
+    unsigned i;
+    int rc = 0;
+    if (bp->base) return 0;
+    bp->count = round_pow2(loop->pool_count);
+    bp->size = loop->pool_size;
+    bp->base = iomux__malloc(loop, (size_t)bp->count * bp->size);
+    bp->free = iomux__malloc(loop, bp->count * sizeof(unsigned));
+    if (!bp->base || !bp->free) rc = -ENOMEM;
+    if (rc == 0 && loop->backend->pool_init) {
+        rc = loop->backend->pool_init(loop, bp->base, bp->count, bp->size);
+        bp->ring = 1;
+    }
+    if (rc < 0) {
+        iomux__bufpool_free(loop);
+        return rc;
+    }
+    for (i = 0; i < bp->count; i++) bp->free[i] = bp->count - 1 - i;
+    bp->nfree = bp->count;
+    iomux__q_init(&bp->waiters);
+    return 0;
+}
+
+void iomux__bufpool_free(iomux_loop *loop) {
+    iomux__free(loop, loop->pool.base);
+    iomux__free(loop, loop->pool.free);
+    memset(&loop->pool, 0, sizeof(loop->pool));
+}
+
+void *iomux__buf_take(iomux_loop *loop) {
+    iomux__bufpool *bp = &loop->pool;
+    if (bp->nfree == 0) return NULL;
+    return bp->base + (size_t)bp->free[--bp->nfree] * bp->size;
+}
+
+void iomux__buf_put(iomux_loop *loop, void *buf) {
+    iomux__bufpool *bp = &loop->pool;
+    bp->free[bp->nfree++] = (unsigned)(((char *)buf - bp->base) / bp->size);
+}
+
+void *iomux__buf_of_id(iomux_loop *loop, unsigned id) {
+    iomux__bufpool *bp = &loop->pool;
+    bp->nfree--;
+    return bp->base + (size_t)id * bp->size;
+}
+
+void iomux__buf_wait(iomux_loop *loop, iomux_op *op) {
+    if (!iomux__q_linked(&op->internal.pend.node))
+        iomux__q_push(&loop->pool.waiters, &op->internal.pend.node);
+}
+
+/* A buffer came back: every waiting recv may go again (each fd is driven
+ * once; those that find the pool empty again go back on the list). */
+void iomux_buf_release(iomux_loop *loop, void *buf) {
+    iomux__bufpool *bp = &loop->pool;
+    iomux__node batch, *n;
+    size_t off;
+    if (!buf || !bp->base) return;
+    off = (size_t)((char *)buf - bp->base);
+    if ((char *)buf < bp->base || off >= (size_t)bp->count * bp->size || off % bp->size) return;
+    if (bp->ring) {
+        loop->backend->pool_put(loop, (unsigned)(off / bp->size));
+        bp->nfree++;
+    } else {
+        iomux__buf_put(loop, buf);
+    }
+    iomux__q_init(&batch);
+    iomux__q_splice(&bp->waiters, &batch);
+    while ((n = iomux__q_pop(&batch)) != NULL) {
+        iomux_op *op = iomux__container_of(n, iomux_op, internal.pend.node);
+        iomux__ops_drive(loop, op->internal.fd);
+    }
+}

@@ -1,0 +1,148 @@
+/* The emulated Proactor's system calls: one non-blocking attempt of an op
+ * on a readiness backend (select, poll, epoll; and uring for the op types it
+ * does not do natively). op.c decides when to attempt; this file only turns
+ * an op into its call and classifies the outcome. */
+#include <errno.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "loop.h"
+
+static int attempt_accept(iomux_op *op, int64_t *res) {
+    for (;;) {
+        int fd = accept4(op->internal.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            *res = fd;
+            return (op->internal.oflags & OF_MULTISHOT) ? EMUL_MORE : EMUL_DONE;
+        }
+        /* A connection reset while queued is not the listener's error. */
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return EMUL_AGAIN;
+        *res = -errno;
+        return EMUL_DONE;
+    }
+}
+
+/* First attempt: connect(). After that the op waits for OUT, and the next
+ * attempt reads the outcome from SO_ERROR. */
+static int attempt_connect(iomux_op *op, int64_t *res) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (!(op->internal.oflags & OF_STARTED)) {
+        op->internal.oflags |= OF_STARTED;
+        if (connect(op->internal.fd, op->internal.u.connect.addr, op->internal.u.connect.addrlen) == 0) {
+            *res = 0;
+            return EMUL_DONE;
+        }
+        if (errno == EINPROGRESS || errno == EINTR || errno == EAGAIN) return EMUL_AGAIN;
+        *res = -errno;
+        return EMUL_DONE;
+    }
+    if (getsockopt(op->internal.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    *res = -err;
+    return EMUL_DONE;
+}
+
+static ssize_t read_once(iomux_fd fd, void *buf, size_t len) {
+    ssize_t n;
+    do n = read(fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static int attempt_recv(iomux_loop *loop, iomux_op *op, int64_t *res) {
+    int pool = (op->internal.oflags & OF_POOLBUF) != 0;
+    char *buf = pool ? iomux__buf_take(loop) : op->internal.u.io.buf;
+    size_t len = op->internal.u.io.len;
+    ssize_t n;
+    if (!buf) return EMUL_NOBUF;
+    n = read_once(op->internal.fd, buf, len);
+    if (n <= 0) {
+        if (pool) iomux__buf_put(loop, buf);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return EMUL_AGAIN;
+        *res = n < 0 ? -errno : 0;
+        return EMUL_DONE;
+    }
+    /* A short read from a stream means it is empty now: wait for readiness
+     * before the next attempt instead of paying for an EAGAIN. */
+    if ((size_t)n < len) loop->fds[op->internal.fd].flags |= FD_RBLOCKED;
+    op->buf = buf;
+    *res = n;
+    return (op->internal.oflags & OF_MULTISHOT) ? EMUL_MORE : EMUL_DONE;
+}
+
+static ssize_t send_once(iomux_fd fd, const char *buf, size_t len) {
+    ssize_t n;
+    do n = send(fd, buf, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == ENOTSOCK) {
+        do n = write(fd, buf, len);
+        while (n < 0 && errno == EINTR);
+    }
+    return n;
+}
+
+/* A partial write means the socket buffer is full: report AGAIN rather than
+ * trying once more only to be told so. */
+static int attempt_send(iomux_op *op, int64_t *res) {
+    size_t left = op->internal.u.io.len - op->internal.u.io.done;
+    ssize_t n;
+    if (left == 0) {
+        *res = 0;
+        return EMUL_DONE;
+    }
+    n = send_once(op->internal.fd, op->internal.u.io.buf + op->internal.u.io.done, left);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return EMUL_AGAIN;
+        *res = -errno;
+        return EMUL_DONE;
+    }
+    op->internal.u.io.done += (size_t)n;
+    if ((size_t)n < left) return EMUL_AGAIN;
+    *res = (int64_t)op->internal.u.io.len;
+    return EMUL_DONE;
+}
+
+static int attempt_sendfile(iomux_op *op, int64_t *res) {
+    size_t left = op->internal.u.sendfile.len - op->internal.u.sendfile.done;
+    off_t off = (off_t)(op->internal.u.sendfile.offset + (int64_t)op->internal.u.sendfile.done);
+    ssize_t n;
+    if (left == 0) {
+        *res = 0;
+        return EMUL_DONE;
+    }
+    do n = sendfile(op->internal.fd, op->internal.u.sendfile.file, &off, left);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return EMUL_AGAIN;
+        *res = -errno;
+        return EMUL_DONE;
+    }
+    if (n == 0) { /* the file is shorter than promised */
+        *res = -ENODATA;
+        return EMUL_DONE;
+    }
+    op->internal.u.sendfile.done += (size_t)n;
+    if ((size_t)n < left) return EMUL_AGAIN;
+    *res = (int64_t)op->internal.u.sendfile.len;
+    return EMUL_DONE;
+}
+
+int iomux__emul_attempt(iomux_loop *loop, iomux_op *op, int64_t *res) {
+    switch (op->internal.type) {
+    case OPT_ACCEPT:
+        return attempt_accept(op, res);
+    case OPT_CONNECT:
+        return attempt_connect(op, res);
+    case OPT_RECV:
+        return attempt_recv(loop, op, res);
+    case OPT_SEND:
+        return attempt_send(op, res);
+    case OPT_SENDFILE:
+        return attempt_sendfile(op, res);
+    default:
+        *res = -ENOTSUP;
+        return EMUL_DONE;
+    }
+}
