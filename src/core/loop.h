@@ -165,9 +165,12 @@ void iomux__post_close(iomux_loop *loop);
 unsigned iomux__post_run(iomux_loop *loop); /* callbacks run */
 int iomux__post_queued(const iomux_loop *loop);
 
-/* uring: sends of at least this many bytes use SEND_ZC unless configured
- * (the crossover measured by bench/zc, see README). */
-#define IOMUX__SEND_ZC_DEFAULT (64u * 1024u)
+/* uring: sends of at least this many bytes use SEND_ZC unless configured.
+ * bench/zc measured no crossover on this project's machine: over loopback
+ * SEND_ZC lost at every size from 4 KiB (0.04x) to 1 MiB (0.7x), as the
+ * kernel copies zero-copy pages on local delivery. So it is off by default;
+ * set cfg.send_zc_threshold for a real NIC (see README). */
+#define IOMUX__SEND_ZC_DEFAULT UINT32_MAX
 
 /* op.c: the Proactor core. Per-op states (op->internal.state): */
 enum {
