@@ -410,10 +410,19 @@ IOMUX_API int iomux_signal_active(const iomux_signal *s);
  * - Callbacks never run inside the start call; they run from the loop.
  * - Sends (and sendfiles) on one fd complete in the order they were started,
  *   each only when every byte is sent (or with an error). Receives on one fd
- *   complete in the order they were started.
+ *   complete in the order they were started. This holds for cancelled ops
+ *   too: an op cancelled while others started before it on the same fd are
+ *   still in progress completes (-ECANCELED) right after them.
  * - Closing a loop (iomux_loop_free) is refused (-EBUSY) while ops are in
  *   flight; iomux_cancel() them and run the loop until their callbacks ran.
  * - An fd is driven either by a watcher or by ops, not both (-EBUSY).
+ * - Give ops non-blocking fds (the ones iomux_accept returns are): the
+ *   emulation tries accept() and connect() at once, and on a blocking fd
+ *   those would block the loop (recv and send use MSG_DONTWAIT anyway).
+ * - Zero-copy sends (uring, cfg.send_zc_threshold) complete when the kernel
+ *   lets go of the buffer, i.e. when every byte was acknowledged. A peer
+ *   that stops reading holds that up even after a cancel; iomux_close of
+ *   such a socket resets the connection, so that the send completes.
  *
  * Buffers for recv: pass your own, or NULL to borrow one from the loop's
  * pool when data arrives (so an idle connection holds no buffer). op->buf
@@ -434,7 +443,8 @@ struct iomux_op {
     iomux_loop *loop;
     iomux_op_cb cb;
     int64_t result;      /* in the callback */
-    void *buf;           /* recv: the buffer the data is in (yours or the pool's) */
+    void *buf;           /* recv: the buffer the data is in: yours, or the pool's
+                            (then NULL when result <= 0: nothing to release) */
     unsigned flags;      /* in the callback: IOMUX_OP_MORE */
     struct {
         iomux__pend pend;
@@ -509,9 +519,11 @@ IOMUX_API int iomux_close(iomux_loop *loop, iomux_op *op, iomux_fd fd, iomux_op_
 IOMUX_API int iomux_timeout(iomux_loop *loop, iomux_op *op, uint64_t ms, iomux_op_cb cb);
 
 /* Asks for op to end early: it completes with -ECANCELED unless its result
- * is already on its way (then with that result). Returns 0, or -EALREADY
- * when the final result is already on its way, -EINVAL if op is not in
- * flight. The callback still runs exactly once either way. */
+ * is already on its way (then with that result); behind other ops of its fd
+ * it completes right after them (see the order promise). Returns 0, or
+ * -EALREADY when the final result is already decided (a cancel already
+ * asked for, or the result on its way), -EINVAL if op is not in flight. The
+ * callback still runs exactly once either way. */
 IOMUX_API int iomux_cancel(iomux_op *op);
 
 /* 1 from the start call until the final callback begins. */

@@ -24,7 +24,7 @@
 
 #include "../core/loop.h"
 
-enum { TAG_OP = 0, TAG_POLL = 1, TAG_IGNORE = 2 };
+enum { TAG_OP = 0, TAG_POLL = 1, TAG_IGNORE = 2, TAG_CANCEL = 3 };
 #define TAG_MASK 7u
 #define GEN_MASK 0x1fffffffu
 #define GEN_DEAD 0x80000000u /* the kernel refused this fd: park it */
@@ -212,9 +212,9 @@ static void prep_recv(uring_state *st, struct io_uring_sqe *sqe, iomux_op *op) {
 static void prep_send(iomux_loop *loop, struct io_uring_sqe *sqe, iomux_op *op) {
     size_t left = op->internal.u.io.len - op->internal.u.io.done;
     char *p = op->internal.u.io.buf + op->internal.u.io.done;
-    if (left >= loop->zc_threshold) {
+    if (left >= loop->zc_threshold && !(op->internal.oflags & OF_NOZC)) {
         io_uring_prep_send_zc(sqe, op->internal.fd, p, left, MSG_NOSIGNAL | MSG_WAITALL, 0);
-        op->internal.oflags |= OF_BACKEND;
+        op->internal.oflags |= OF_ZC;
     } else {
         io_uring_prep_send(sqe, op->internal.fd, p, left, MSG_NOSIGNAL | MSG_WAITALL);
     }
@@ -250,26 +250,60 @@ static int ur_submit(iomux_loop *loop, iomux_op *op) {
     return 0;
 }
 
+/* The cancel's own CQE carries the op (tag 3), so a miss can be retried. */
 static int ur_cancel(iomux_loop *loop, iomux_op *op) {
     uring_state *st = loop->bstate;
-    struct io_uring_sqe *sqe = sqe_get(st);
+    struct io_uring_sqe *sqe;
+    if (op->internal.oflags & OF_ZC_HELD) return 0; /* sent: only the release remains */
+    sqe = sqe_get(st);
     if (!sqe) return -EBUSY;
     io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
-    io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_CANCEL);
     return 0;
+}
+
+/* The kernel can answer "not found" (or "already running") for a request
+ * still being set up, e.g. a send that went out in part and is arming its
+ * retry: ask again while the core says the op is still being cancelled.
+ * The op is looked up before it is touched: it may be long gone. */
+static void cancel_cqe(iomux_loop *loop, const struct io_uring_cqe *cqe) {
+    iomux_op *op = (iomux_op *)(uintptr_t)(cqe->user_data & ~(uint64_t)TAG_MASK);
+    if ((cqe->res == -ENOENT || cqe->res == -EALREADY) && iomux__op_cancelling(loop, op))
+        ur_cancel(loop, op);
+}
+
+/* A zero-copy send completes twice: its result (with F_MORE), then a
+ * notification (F_NOTIF) when the kernel no longer needs the buffer; the
+ * op's callback waits for the second. */
+static void zc_cqe(iomux_loop *loop, iomux_op *op, const struct io_uring_cqe *cqe) {
+    int res = cqe->res;
+    if (!(cqe->flags & IORING_CQE_F_NOTIF) && (cqe->flags & IORING_CQE_F_MORE)) {
+        op->result = res;
+        op->internal.oflags |= OF_ZC_HELD;
+        return;
+    }
+    if (cqe->flags & IORING_CQE_F_NOTIF) res = (int)op->result;
+    op->internal.oflags &= (uint16_t)~(OF_ZC | OF_ZC_HELD);
+    if (res == -EOPNOTSUPP) { /* nothing went out */
+        /* Not every socket does zero-copy (AF_UNIX): send it plainly,
+         * unless it was cancelled meanwhile. */
+        if (op->internal.oflags & OF_CANCEL) {
+            res = -ECANCELED;
+        } else {
+            op->internal.oflags |= OF_NOZC;
+            res = ur_submit(loop, op);
+            if (res == 0) return;
+        }
+    }
+    iomux__op_cqe(loop, op, res, 0, NULL);
 }
 
 static void op_cqe(iomux_loop *loop, const struct io_uring_cqe *cqe) {
     iomux_op *op = (iomux_op *)(uintptr_t)cqe->user_data;
     int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
     void *buf = NULL;
-    if (op->internal.oflags & OF_BACKEND) { /* a zero-copy send */
-        if (!(cqe->flags & IORING_CQE_F_NOTIF) && more) {
-            op->result = cqe->res; /* the result; the NOTIF follows */
-            return;
-        }
-        op->internal.oflags &= (uint16_t)~OF_BACKEND;
-        iomux__op_cqe(loop, op, (cqe->flags & IORING_CQE_F_NOTIF) ? (int)op->result : cqe->res, 0, NULL);
+    if (op->internal.oflags & OF_ZC) {
+        zc_cqe(loop, op, cqe);
         return;
     }
     if (cqe->flags & IORING_CQE_F_BUFFER) buf = iomux__buf_of_id(loop, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
@@ -326,8 +360,11 @@ static int dispatch(iomux_loop *loop, uring_state *st, const struct io_uring_cqe
         return 1;
     case TAG_POLL:
         return poll_cqe(loop, st, cqe);
+    case TAG_CANCEL:
+        cancel_cqe(loop, cqe);
+        return 0;
     default:
-        return 0; /* the CQE of a cancel or poll removal */
+        return 0; /* the CQE of a poll removal */
     }
 }
 

@@ -44,10 +44,15 @@ static int attempt_connect(iomux_op *op, int64_t *res) {
     return EMUL_DONE;
 }
 
+/* MSG_DONTWAIT: even a blocking socket cannot block the loop here. */
 static ssize_t read_once(iomux_fd fd, void *buf, size_t len) {
     ssize_t n;
-    do n = read(fd, buf, len);
+    do n = recv(fd, buf, len, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == ENOTSOCK) {
+        do n = read(fd, buf, len);
+        while (n < 0 && errno == EINTR);
+    }
     return n;
 }
 
@@ -60,6 +65,7 @@ static int attempt_recv(iomux_loop *loop, iomux_op *op, int64_t *res) {
     n = read_once(op->internal.fd, buf, len);
     if (n <= 0) {
         if (pool) iomux__buf_put(loop, buf);
+        op->buf = pool ? NULL : buf; /* no data: no pool buffer to hand over */
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return EMUL_AGAIN;
         *res = n < 0 ? -errno : 0;
         return EMUL_DONE;
@@ -74,7 +80,7 @@ static int attempt_recv(iomux_loop *loop, iomux_op *op, int64_t *res) {
 
 static ssize_t send_once(iomux_fd fd, const char *buf, size_t len) {
     ssize_t n;
-    do n = send(fd, buf, len, MSG_NOSIGNAL);
+    do n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0 && errno == ENOTSOCK) {
         do n = write(fd, buf, len);

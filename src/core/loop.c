@@ -140,6 +140,7 @@ int iomux_loop_new(iomux_loop **out, const iomux_config *cfg_in) {
     loop->uring_cq_entries = cfg.uring_cq_entries;
     loop->zc_threshold = cfg.send_zc_threshold ? cfg.send_zc_threshold : IOMUX__SEND_ZC_DEFAULT;
     iomux__q_init(&loop->pending);
+    iomux__q_init(&loop->cancelling);
     iomux__signal_init(loop);
     loop->now = iomux__hrtime();
     rc = backend_start(loop, &cfg);

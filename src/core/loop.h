@@ -107,6 +107,7 @@ struct iomux_loop {
     iomux__vec_int parked; /* ET emulation: fds taken out of the wait set */
 
     iomux__node pending;   /* iomux__pend items to run */
+    iomux__node cancelling; /* ops in the kernel being cancelled (op.c) */
 
     iomux__timer_ent *heap;
     size_t heap_len, heap_cap;
@@ -192,7 +193,9 @@ enum { /* op->internal.oflags */
     OF_CANCEL = 1u << 3,     /* cancel requested */
     OF_MORE = 1u << 4,       /* the queued result is not the final one */
     OF_STARTED = 1u << 5,    /* connect: connect() issued, now wait for OUT */
-    OF_BACKEND = 1u << 6     /* free for the backend's own use (uring: ZC) */
+    OF_ZC = 1u << 6,         /* uring: a zero-copy send in the kernel */
+    OF_ZC_HELD = 1u << 7,    /* uring: its result came; the kernel still holds the buffer */
+    OF_NOZC = 1u << 8        /* uring: zero-copy refused for this fd: send plainly */
 };
 /* A completion from the backend (uring): res as the kernel gave it; `more`
  * if the kernel will post more for this op; `buf` the pool buffer picked by
@@ -204,6 +207,11 @@ void iomux__ops_ready(iomux_loop *loop, iomux_fd fd, unsigned revents);
 unsigned iomux__ops_want(const iomux_loop *loop, const iomux__fdent *fe);
 /* Re-drives the fd's ops (after a pool buffer was released). */
 void iomux__ops_drive(iomux_loop *loop, iomux_fd fd);
+/* 1 if op is in the kernel with a cancel asked for and not yet done: the
+ * backend may then ask again (the kernel can miss a request that is still
+ * being set up). Looks op up without dereferencing it, so a pointer from an
+ * old CQE is safe to pass. */
+int iomux__op_cancelling(const iomux_loop *loop, const iomux_op *op);
 
 /* emul.c: one non-blocking attempt of an op on a readiness backend. */
 enum { EMUL_DONE, EMUL_MORE, EMUL_AGAIN, EMUL_NOBUF };

@@ -14,6 +14,7 @@
  * backend's wait (phase 6). */
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "loop.h"
@@ -100,11 +101,27 @@ static void final_callback(iomux_loop *loop, iomux_op *op) {
 
 static void drive_dir(iomux_loop *loop, iomux_fd fd, int writer);
 
+/* The kernel gave op back (final result, or to be driven again): it leaves
+ * the list of ops being cancelled (its pend node, free while in the kernel). */
+static void leave_kernel(iomux_op *op, int state) {
+    if (op->internal.state == OP_KERNEL && iomux__q_linked(&op->internal.pend.node))
+        iomux__q_remove(&op->internal.pend.node);
+    op->internal.state = (uint8_t)state;
+}
+
+int iomux__op_cancelling(const iomux_loop *loop, const iomux_op *op) {
+    const iomux__node *n;
+    for (n = loop->cancelling.next; n != &loop->cancelling; n = n->next)
+        if (n == &op->internal.pend.node) return 1;
+    return 0;
+}
+
 /* Final result from the kernel or the pool: deliver now, then let the
  * next op of the fd go. */
 static void finish(iomux_loop *loop, iomux_op *op, int64_t res) {
     iomux_fd fd = op->internal.fd;
     int type = op->internal.type;
+    leave_kernel(op, OP_IDLE);
     dequeue(loop, op);
     op->result = res;
     final_callback(loop, op);
@@ -130,6 +147,7 @@ static void deliver_more(iomux_loop *loop, iomux_op *op) {
         op->internal.state = OP_QUEUED;
         drive_dir(loop, fd, writer);
         if (op->internal.state != OP_DONE || !(op->internal.oflags & OF_MORE)) return;
+        if (budget == 0) return; /* the result just queued waits for a later phase */
         iomux__pend_cancel(&op->internal.pend); /* another result: deliver it now */
     }
 }
@@ -179,7 +197,12 @@ static void drive_dir(iomux_loop *loop, iomux_fd fd, int writer) {
         iomux_op *op = writer ? fe->wq : fe->rq;
         int64_t res = 0;
         int r;
-        if (!op || op->internal.state != OP_QUEUED || (fe->flags & (FD_BUFWAIT | FD_CLOSING))) break;
+        if (!op || op->internal.state != OP_QUEUED) break;
+        if (op->internal.oflags & OF_CANCEL) { /* cancelled behind others: its turn now */
+            complete(loop, op, -ECANCELED, 0);
+            continue;
+        }
+        if (fe->flags & (FD_BUFWAIT | FD_CLOSING)) break;
         if (wait_for_buffer(loop, op)) break;
         if (!(op->internal.oflags & OF_EMUL) && submit_native(loop, op)) {
             if (op->internal.state == OP_KERNEL) break;
@@ -236,14 +259,12 @@ static void more_native(iomux_op *op, int64_t res) {
     op->cb(op);
 }
 
-/* The kernel ended a multishot op that should go on: queue it again. */
-static void rearm(iomux_loop *loop, iomux_op *op) {
-    if (op->internal.state != OP_KERNEL) return; /* cancelled meanwhile */
-    op->internal.state = OP_QUEUED;
-    if (op->internal.oflags & OF_CANCEL) {
-        complete(loop, op, -ECANCELED, 0);
-        return;
-    }
+/* The kernel gave back an op that must go on (a multishot it ended, a
+ * short send, no pool buffer, not a socket): queue it again; a cancel
+ * asked for meanwhile takes effect when the drive reaches it. */
+static void requeue(iomux_loop *loop, iomux_op *op) {
+    if (op->internal.state != OP_KERNEL) return; /* finished meanwhile */
+    leave_kernel(op, OP_QUEUED);
     drive_dir(loop, op->internal.fd, is_writer(op->internal.type));
 }
 
@@ -251,8 +272,7 @@ static void cqe_send(iomux_loop *loop, iomux_op *op, int res) {
     if (res >= 0) {
         op->internal.u.io.done += (size_t)res;
         if (op->internal.u.io.done < op->internal.u.io.len && !(op->internal.oflags & OF_CANCEL)) {
-            op->internal.state = OP_QUEUED; /* a short send: the rest goes next */
-            drive_dir(loop, op->internal.fd, 1);
+            requeue(loop, op); /* a short send: the rest goes next */
             return;
         }
         res = op->internal.u.io.done == op->internal.u.io.len ? (int)op->internal.u.io.len : -ECANCELED;
@@ -262,8 +282,7 @@ static void cqe_send(iomux_loop *loop, iomux_op *op, int res) {
 
 static void cqe_recv(iomux_loop *loop, iomux_op *op, int res, int more, void *buf) {
     if (res == -ENOBUFS && (op->internal.oflags & OF_POOLBUF) && !(op->internal.oflags & OF_CANCEL)) {
-        op->internal.state = OP_QUEUED; /* the data waits in the kernel */
-        drive_dir(loop, op->internal.fd, 0);
+        requeue(loop, op); /* the data waits in the kernel until a buffer is back */
         return;
     }
     op->buf = (op->internal.oflags & OF_POOLBUF) ? buf : op->internal.u.io.buf;
@@ -272,11 +291,19 @@ static void cqe_recv(iomux_loop *loop, iomux_op *op, int res, int more, void *bu
         return;
     }
     more_native(op, res);
-    if (!more) rearm(loop, op);
+    if (!more) requeue(loop, op);
 }
 
 void iomux__op_cqe(iomux_loop *loop, iomux_op *op, int res, int more, void *buf) {
-    switch (op->internal.type) {
+    int type = op->internal.type;
+    if (res == -ENOTSOCK && (type == OPT_RECV || type == OPT_SEND)) {
+        /* A pipe or tty: io_uring's send/recv want sockets; the emulation
+         * reads and writes it (with polls for readiness), as elsewhere. */
+        op->internal.oflags |= OF_EMUL;
+        requeue(loop, op);
+        return;
+    }
+    switch (type) {
     case OPT_SEND:
         cqe_send(loop, op, res);
         return;
@@ -286,12 +313,13 @@ void iomux__op_cqe(iomux_loop *loop, iomux_op *op, int res, int more, void *buf)
     case OPT_ACCEPT:
         if ((op->internal.oflags & OF_MULTISHOT) && res >= 0) {
             more_native(op, res);
-            if (!more) rearm(loop, op);
+            if (!more) requeue(loop, op);
             return;
         }
         finish(loop, op, res);
         return;
     default:
+        if (type == OPT_READ) op->buf = op->internal.u.file.buf;
         finish(loop, op, res);
         return;
     }
@@ -472,6 +500,13 @@ int iomux_cancel(iomux_op *op) {
     case OP_QUEUED: {
         iomux_fd fd = op->internal.fd;
         int type = op->internal.type;
+        if (op->internal.oflags & OF_CANCEL) return -EALREADY; /* decided already */
+        if (is_queued_type(type) && *queue_of(loop, op) != op) {
+            /* Behind others on its fd: it completes (-ECANCELED) when it
+             * reaches the head, so callbacks keep their start order. */
+            op->internal.oflags |= OF_CANCEL;
+            return 0;
+        }
         complete(loop, op, -ECANCELED, 0);
         if (is_queued_type(type)) drive_dir(loop, fd, is_writer(type));
         return 0;
@@ -479,6 +514,7 @@ int iomux_cancel(iomux_op *op) {
     case OP_KERNEL:
         if (!(op->internal.oflags & OF_CANCEL)) {
             op->internal.oflags |= OF_CANCEL;
+            iomux__q_push(&loop->cancelling, &op->internal.pend.node);
             loop->backend->cancel(loop, op);
         }
         return 0;
@@ -503,20 +539,19 @@ int iomux_op_active(const iomux_op *op) {
     return op->internal.state != OP_IDLE;
 }
 
-/* Cancels every op of one queue; a cancelled head lets the next one move,
- * so walk from a snapshot of the count. */
+/* Cancels every op of one queue, in order. Cancelling one may complete
+ * others (a cancelled head lets the drive finish ops cancelled behind it),
+ * so look from the head again each time for the first op not yet asked;
+ * each cancel either takes the op out or marks it OF_CANCEL. */
 static void cancel_queue(iomux_op **head) {
-    iomux_op *op = *head;
-    size_t n = 0, i;
-    if (!op) return;
-    do {
-        n++;
-        op = link_op(op->internal.link.next);
-    } while (op != *head);
-    for (i = 0, op = *head; i < n && op; i++) {
-        iomux_op *next = link_op(op->internal.link.next);
+    for (;;) {
+        iomux_op *first = *head, *op = first;
+        if (!op) return;
+        while (op->internal.oflags & OF_CANCEL) {
+            op = link_op(op->internal.link.next);
+            if (op == first) return; /* every op has been asked */
+        }
         iomux_cancel(op);
-        op = next;
     }
 }
 
@@ -525,6 +560,13 @@ int iomux_close(iomux_loop *loop, iomux_op *op, iomux_fd fd, iomux_op_cb cb) {
     int rc = op_begin(loop, op, OPT_CLOSE, fd, cb);
     if (rc < 0) return rc;
     fe = &loop->fds[fd];
+    /* A zero-copy send's buffer stays the kernel's until every byte is
+     * acknowledged, which a stalled peer never does: reset the connection
+     * so the kernel lets go and the send can complete. */
+    if (fe->wq && (fe->wq->internal.oflags & OF_ZC)) {
+        struct linger lg = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
     fe->flags |= FD_CLOSING; /* cancelling a head must not start the next */
     cancel_queue(&fe->rq);
     cancel_queue(&fe->wq);
