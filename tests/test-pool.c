@@ -94,7 +94,7 @@ static void check_held(const held *x) {
     size_t i;
     for (i = 0; i < x->len; i++)
         if (x->buf[i] != stream_byte(x->conn, x->off + i))
-            FAIL("conn %u: byte %zu is 0x%02x, want 0x%02x (buffer overwritten or data out of order)", x->conn,
+            FAIL("conn %u: byte %zu is 0x%02x, want 0x%02x (buffer overwritten or out of order)", x->conn,
                  x->off + i, x->buf[i], stream_byte(x->conn, x->off + i));
 }
 
@@ -117,7 +117,8 @@ static void mrecv_cb(iomux_op *op) {
     CHECK(t->hn < POOLN); /* more buffers than the pool has? */
     for (i = 0; i < t->hn; i++) {
         const unsigned char *o = t->h[(t->hhead + i) % 64].buf, *b = op->buf;
-        if (b < o + POOLSZ && o < b + POOLSZ) FAIL("pool buffer %p handed out while %p is held", op->buf, (const void *)o);
+        if (b < o + POOLSZ && o < b + POOLSZ)
+            FAIL("pool buffer %p handed out while %p is held", op->buf, (const void *)o);
     }
     x = &t->h[(t->hhead + t->hn) % 64];
     x->conn = c->idx;
@@ -392,6 +393,8 @@ static void ms_cb(iomux_op *op) {
     m->final_active = iomux_op_active(op);
 }
 
+#define EOF_DATA "0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij"
+
 static void test_multishot_eof(void) {
     iomux_loop *loop = pool_loop();
     int p[2], q[2];
@@ -400,7 +403,7 @@ static void test_multishot_eof(void) {
     tcp_pair(p);
     memset(&m, 0, sizeof(m));
     m.release = 1;
-    write_all(p[0], "0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij", 80);
+    write_all(p[0], EOF_DATA, 80);
     close(p[0]);
     op.data = &m;
     CHECK_OK(iomux_recv(loop, &op, p[1], NULL, 0, IOMUX_OP_MULTISHOT, ms_cb));
@@ -412,7 +415,7 @@ static void test_multishot_eof(void) {
     CHECK_EQ(m.final_active, 0);
     CHECK_EQ(m.got, 80);
     CHECK(m.more >= 2); /* 80 bytes need two 64-byte buffers */
-    CHECK(memcmp(m.data, "0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij", 80) == 0);
+    CHECK(memcmp(m.data, EOF_DATA, 80) == 0);
     CHECK_EQ(iomux_op_active(&op), 0);
     op_close(loop, p[1]);
 
@@ -461,7 +464,8 @@ static void test_multishot_long_burst(void) {
     end = test_ms() + 5000;
     while (!m.final) {
         if (test_ms() > end)
-            FAIL("multishot pool recv stalled after %d callbacks, %zu of %zu bytes", m.more, m.got, sizeof(data));
+            FAIL("multishot pool recv stalled after %d callbacks, %zu of %zu bytes", m.more, m.got,
+                 sizeof(data));
         CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
         sleep_us(200);
     }

@@ -192,7 +192,8 @@ static void check_stream(const char *got, size_t got_len, const char *want, size
     }
     if (i < n || got_len != want_len) {
         size_t from = i > 20 ? i - 20 : 0;
-        FAIL("stream differs at byte %zu of %zu (got %zu): want \"%.40s\" got \"%.40s\"", i, want_len, got_len,
+        FAIL("stream differs at byte %zu of %zu (got %zu): want \"%.40s\" got \"%.40s\"", i, want_len,
+             got_len,
              want + from, got + from);
     }
 }
@@ -325,9 +326,10 @@ static void rs_cb(iomux_op *op) {
                         r->cap - r->got < 32768 ? r->cap - r->got + 1 : 32768, 0, rs_cb));
 }
 
-static void test_mixed_sizes_recv_ops(void) {
+static void run_mixed(unsigned zc_threshold) {
     static const size_t bigs[] = {1u << 20, 256u << 10, 65536, 1u << 20};
-    iomux_loop *loop = test_loop();
+    iomux_config cfg;
+    iomux_loop *loop;
     sendset s;
     rstate r;
     int p[2], sz = SMALL_SNDBUF;
@@ -336,6 +338,9 @@ static void test_mixed_sizes_recv_ops(void) {
     iomux_timer hb;
     char *big = malloc(1u << 20);
     CHECK(big != NULL);
+    iomux_config_init(&cfg);
+    cfg.send_zc_threshold = zc_threshold; /* uring only; 0: never */
+    CHECK_OK(iomux_loop_new(&loop, &cfg));
     tcp_pair(p);
     CHECK_SYS(setsockopt(p[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)));
     sendset_init(&s, loop, p[0], 256);
@@ -376,6 +381,17 @@ static void test_mixed_sizes_recv_ops(void) {
     test_loop_free(loop);
 }
 
+static void test_mixed_sizes_recv_ops(void) {
+    run_mixed(0);
+}
+
+/* The big sends (and the 8..60-byte ones at threshold 1) zero-copy on uring:
+ * each completes after its notification, still in start order. */
+static void test_mixed_sizes_send_zc(void) {
+    run_mixed(65536);
+    run_mixed(1);
+}
+
 int main(void) {
     fprintf(stderr, "backend %s\n", test_backend());
     alarm(60); /* a backstop: every wait above is bounded already */
@@ -383,5 +399,6 @@ int main(void) {
     RUN(test_queued_10000_small_sndbuf);
     RUN(test_queued_behind_partial);
     RUN(test_mixed_sizes_recv_ops);
+    RUN(test_mixed_sizes_send_zc);
     return 0;
 }
