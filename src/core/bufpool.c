@@ -66,11 +66,16 @@ void iomux__buf_wait(iomux_loop *loop, iomux_op *op) {
         iomux__q_push(&loop->pool.waiters, &op->internal.pend.node);
 }
 
-/* A buffer came back: every waiting recv may go again (each fd is driven
- * once; those that find the pool empty again go back on the list). */
+/* A buffer came back: wake waiting recvs, oldest first, while free
+ * buffers are not spoken for; waking them all would have all but a few find
+ * the pool empty again (on uring: an SQE and an ENOBUFS each). A woken recv
+ * speaks for a buffer by taking one (the emulation reads at once), or by
+ * going to the kernel (which will pick one when its data lands); one that
+ * finds no data gives its buffer back and waits for readiness instead. */
 void iomux_buf_release(iomux_loop *loop, void *buf) {
     iomux__bufpool *bp = &loop->pool;
-    iomux__node batch, *n;
+    iomux__node *n;
+    unsigned spare;
     size_t off;
     if (!buf || !bp->base) return;
     off = (size_t)((char *)buf - bp->base);
@@ -81,10 +86,12 @@ void iomux_buf_release(iomux_loop *loop, void *buf) {
     } else {
         iomux__buf_put(loop, buf);
     }
-    iomux__q_init(&batch);
-    iomux__q_splice(&bp->waiters, &batch);
-    while ((n = iomux__q_pop(&batch)) != NULL) {
+    spare = bp->nfree;
+    while (spare > 0 && (n = iomux__q_pop(&bp->waiters)) != NULL) {
         iomux_op *op = iomux__container_of(n, iomux_op, internal.pend.node);
+        unsigned before = bp->nfree;
         iomux__ops_drive(loop, op->internal.fd);
+        if (bp->nfree < before) spare = bp->nfree;
+        else if (op->internal.state == OP_KERNEL) spare--;
     }
 }
