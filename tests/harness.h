@@ -50,8 +50,13 @@
         if ((expr) < 0) FAIL("%s failed: %s", #expr, strerror(errno));          \
     } while (0)
 
+/* Runs one test function. A test binary given an argument runs only the
+ * test of that name (call TEST_ARGS(argc, argv) first in main). */
+static const char *test_only __attribute__((unused));
+#define TEST_ARGS(argc, argv) (test_only = (argc) > 1 ? (argv)[1] : NULL)
 #define RUN(test)                                                              \
     do {                                                                       \
+        if (test_only && strcmp(test_only, #test) != 0) break;                 \
         fprintf(stderr, "-- %s\n", #test);                                     \
         test();                                                                \
     } while (0)
@@ -198,6 +203,24 @@ static inline size_t bytes_pending(int fd) {
     char buf[256];
     ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
     return n > 0 ? (size_t)n : 0;
+}
+
+static inline void test_close_cb(iomux_op *op) {
+    *(int64_t *)op->data = op->result;
+}
+
+/* Closes fd through the loop (iomux_close) and waits for it; result 0. */
+static inline void test_op_close(iomux_loop *loop, int fd) {
+    iomux_op op;
+    int64_t res = 1;
+    uint64_t end = test_ms() + 5000;
+    op.data = &res;
+    CHECK_OK(iomux_close(loop, &op, fd, test_close_cb));
+    while (res == 1) {
+        if (test_ms() > end) FAIL("close did not complete");
+        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
+    }
+    CHECK_EQ(res, 0);
 }
 
 static inline void close_pair(int p[2]) {

@@ -513,8 +513,8 @@ static void test_interleaved_unix(void) {
 
 /* With cfg.send_zc_threshold set, uring sends large buffers as SEND_ZC
  * (uring.c prep_send), which the kernel refuses on AF_UNIX sockets with
- * -EOPNOTSUPP; the op fails instead of falling back to a plain send. The
- * same program works on every other backend and with the default config. */
+ * -EOPNOTSUPP. A regression test: the op used to fail; uring.c now falls
+ * back to a plain send, as the same program works on every backend. */
 static void test_interleaved_unix_zc(void) {
     iomux_loop *loop = loop_with_zc(64 * 1024);
     int p[2];
@@ -527,10 +527,10 @@ static void test_interleaved_unix_zc(void) {
 /* ---- a pipe ---------------------------------------------------------------------------------- */
 
 /* send and recv on a pipe: the emulation falls back to write()/read() on
- * ENOTSOCK (emul.c send_once, read_once), so this works on select, poll
- * and epoll; uring hands IORING_OP_SEND/RECV to the kernel, which answers
- * -ENOTSOCK. iomux.h promises that a program runs unchanged on every
- * backend. */
+ * ENOTSOCK (emul.c send_once, read_once). A regression test: uring hands
+ * IORING_OP_SEND/RECV to the kernel, which answers -ENOTSOCK; the op now
+ * switches to the emulation (op.c), as iomux.h promises that a program runs
+ * unchanged on every backend. */
 static void test_pipe(void) {
     iomux_loop *loop = test_loop();
     iomux_op op;
@@ -550,25 +550,18 @@ static void test_pipe(void) {
     test_loop_free(loop);
 }
 
-/* With an argument, runs only the test of that name. */
-static const char *g_only;
-#define RUN_SEL(t)                                      \
-    do {                                                \
-        if (!g_only || strcmp(g_only, #t) == 0) RUN(t); \
-    } while (0)
-
 int main(int argc, char **argv) {
-    g_only = argc > 1 ? argv[1] : NULL;
+    TEST_ARGS(argc, argv);
     fprintf(stderr, "backend %s\n", test_backend());
-    RUN_SEL(test_write_read_offsets);
-    RUN_SEL(test_bad_fds);
-    RUN_SEL(test_many_concurrent);
-    RUN_SEL(test_sendfile_1mib);
-    RUN_SEL(test_sendfile_past_eof);
-    RUN_SEL(test_interleaved_tcp);
-    RUN_SEL(test_interleaved_unix);
-    /* These fail on uring (library bugs, see their comments). */
-    RUN_SEL(test_interleaved_unix_zc);
-    RUN_SEL(test_pipe);
+    RUN(test_write_read_offsets);
+    RUN(test_bad_fds);
+    RUN(test_many_concurrent);
+    RUN(test_sendfile_1mib);
+    RUN(test_sendfile_past_eof);
+    RUN(test_interleaved_tcp);
+    RUN(test_interleaved_unix);
+    /* Regressions for bugs found on uring (see their comments). */
+    RUN(test_interleaved_unix_zc);
+    RUN(test_pipe);
     return 0;
 }

@@ -41,23 +41,6 @@ static uint32_t rng_next(uint32_t *s) {
     return *s;
 }
 
-static void close_cb(iomux_op *op) {
-    *(int64_t *)op->data = op->result;
-}
-
-static void op_close(iomux_loop *loop, int fd) {
-    iomux_op op;
-    int64_t res = 1;
-    uint64_t end = test_ms() + 5000;
-    op.data = &res;
-    CHECK_OK(iomux_close(loop, &op, fd, close_cb));
-    while (res == 1) {
-        if (test_ms() > end) FAIL("close did not complete");
-        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
-    }
-    CHECK_EQ(res, 0);
-}
-
 static void check_pool_full(iomux_loop *loop);
 
 /* ---- 16 connections, 4 buffers, buffers held ------------------------------------- */
@@ -203,7 +186,7 @@ static void test_multishot_exhausted_pool(void) {
         CHECK(c->more >= STREAM / POOLSZ);
         CHECK_EQ(iomux_op_active(&c->op), 0);
         close(c->p[0]);
-        op_close(t.loop, c->p[1]);
+        test_op_close(t.loop, c->p[1]);
     }
     CHECK_EQ(t.max_held, POOLN);
     check_pool_full(t.loop); /* 16 EOFs took no buffer for good */
@@ -262,7 +245,7 @@ static void check_pool_full(iomux_loop *loop) {
     }
     for (i = 0; i < POOLN; i++) iomux_buf_release(loop, kept[i]);
     close(p[0]);
-    op_close(loop, p[1]);
+    test_op_close(loop, p[1]);
 }
 
 static void test_single_shot_waits_for_buffer(void) {
@@ -353,8 +336,8 @@ static void test_single_shot_waits_for_buffer(void) {
     }
     check_pool_full(loop);
     close(b[0]);
-    op_close(loop, a[1]);
-    op_close(loop, b[1]);
+    test_op_close(loop, a[1]);
+    test_op_close(loop, b[1]);
     free(heap);
     CHECK_EQ(iomux_loop_alive(loop), 0);
     test_loop_free(loop);
@@ -417,7 +400,7 @@ static void test_multishot_eof(void) {
     CHECK(m.more >= 2); /* 80 bytes need two 64-byte buffers */
     CHECK(memcmp(m.data, EOF_DATA, 80) == 0);
     CHECK_EQ(iomux_op_active(&op), 0);
-    op_close(loop, p[1]);
+    test_op_close(loop, p[1]);
 
     /* the peer closes without sending: one final 0, no MORE */
     tcp_pair(q);
@@ -433,7 +416,7 @@ static void test_multishot_eof(void) {
     CHECK_EQ(m.final, 1);
     CHECK_EQ(m.final_result, 0);
     CHECK_EQ(m.final_flags, 0);
-    op_close(loop, q[1]);
+    test_op_close(loop, q[1]);
     check_pool_full(loop); /* the EOFs took no buffer for good */
     CHECK_EQ(iomux_loop_alive(loop), 0);
     test_loop_free(loop);
@@ -473,7 +456,7 @@ static void test_multishot_long_burst(void) {
     CHECK(memcmp(m.data, data, sizeof(data)) == 0);
     CHECK_EQ(m.final_result, 0);
     CHECK_EQ(m.final_flags, 0);
-    op_close(loop, p[1]);
+    test_op_close(loop, p[1]);
     CHECK_EQ(iomux_loop_alive(loop), 0);
     test_loop_free(loop);
 }
@@ -544,10 +527,92 @@ static void test_multishot_cancel(void) {
     CHECK_EQ(mq.final_result, -ECANCELED);
     close(p[0]);
     close(q[0]);
-    op_close(loop, p[1]);
-    op_close(loop, q[1]);
+    test_op_close(loop, p[1]);
+    test_op_close(loop, q[1]);
     check_pool_full(loop);
     CHECK_EQ(iomux_loop_alive(loop), 0);
+    test_loop_free(loop);
+}
+
+/* ---- a send must not wait for the recv's buffer ---------------------------------- */
+
+#define BIG_REPLY (1 << 20)
+
+typedef struct replier {
+    iomux_op rx, tx;
+    void *buf;       /* the pool's only buffer, held until the reply is out */
+    int got, sent, fd;
+    size_t bytes;
+} replier;
+
+static void replier_sent(iomux_op *op) {
+    replier *h = op->data;
+    CHECK_EQ(op->result, BIG_REPLY);
+    h->sent = 1;
+    iomux_buf_release(op->loop, h->buf); /* only now can the recv go on */
+}
+
+static void replier_recv(iomux_op *op) {
+    static char reply[BIG_REPLY];
+    replier *h = op->data;
+    if (!(op->flags & IOMUX_OP_MORE)) { /* the final one: our cancel at the end */
+        CHECK_EQ(op->result, -ECANCELED);
+        h->got = -1000;
+        return;
+    }
+    CHECK(op->result > 0);
+    h->bytes += (size_t)op->result;
+    if (h->got++ == 0) { /* first message: hold its buffer, send a big reply */
+        h->buf = op->buf;
+        CHECK_OK(iomux_send(op->loop, &h->tx, h->fd, reply, sizeof(reply), replier_sent));
+    } else {
+        iomux_buf_release(op->loop, op->buf);
+    }
+}
+
+/* A one-buffer pool: the first message's buffer is held until a 1 MiB
+ * reply is sent, and the peer does not read yet, so the send blocks. A
+ * second message then makes the recv wait for a buffer. When the peer
+ * reads, the send must go on (its fd waiting for a pool buffer concerns
+ * the recv only), complete, release the buffer, and the recv resume. A
+ * regression test: the send used to wait behind the recv, for ever. */
+static void test_send_while_recv_waits_for_buffer(void) {
+    iomux_config cfg;
+    iomux_loop *loop;
+    replier h;
+    int p[2], small = 4096;
+    char buf[65536];
+    uint64_t end;
+    size_t drained = 0;
+    iomux_config_init(&cfg);
+    cfg.pool_buffers = 1;
+    cfg.pool_buffer_size = 256;
+    CHECK_OK(iomux_loop_new(&loop, &cfg));
+    tcp_pair(p);
+    CHECK_SYS(setsockopt(p[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)));
+    memset(&h, 0, sizeof(h));
+    h.fd = p[1];
+    h.rx.data = h.tx.data = &h;
+    CHECK_OK(iomux_recv(loop, &h.rx, p[1], NULL, 0, IOMUX_OP_MULTISHOT, replier_recv));
+    write_all(p[0], "first", 5);
+    run_until_calls(loop, &h.got, 1, 5000);
+    spin(loop, 20); /* the reply blocks: nobody reads it */
+    CHECK_EQ(h.sent, 0);
+    write_all(p[0], "second", 6); /* no buffer for it: the recv waits */
+    spin(loop, 20);
+    CHECK_EQ(h.got, 1);
+    end = test_ms() + 10000;
+    while (!h.sent || h.got < 2) { /* now read the reply */
+        ssize_t n = read(p[0], buf, sizeof(buf));
+        if (n > 0) drained += (size_t)n;
+        if (test_ms() > end) FAIL("stuck: sent %d, got %d, reply bytes read %zu", h.sent, h.got, drained);
+        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
+    }
+    CHECK_EQ(h.bytes, 11);
+    CHECK_OK(iomux_cancel(&h.rx));
+    run_until(loop, &h.sent, 1000);
+    while (h.got != -1000) CHECK_OK(iomux_run(loop, IOMUX_RUN_ONCE));
+    close_pair(p);
     test_loop_free(loop);
 }
 
@@ -559,5 +624,6 @@ int main(void) {
     RUN(test_multishot_cancel);
     RUN(test_multishot_exhausted_pool);
     RUN(test_multishot_long_burst);
+    RUN(test_send_while_recv_waits_for_buffer);
     return 0;
 }

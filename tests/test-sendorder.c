@@ -198,24 +198,6 @@ static void check_stream(const char *got, size_t got_len, const char *want, size
     }
 }
 
-static void close_cb(iomux_op *op) {
-    *(int64_t *)op->data = op->result;
-}
-
-/* Closes the sender through the loop; its result must be 0. */
-static void op_close(iomux_loop *loop, int fd) {
-    iomux_op op;
-    int64_t res = 1;
-    uint64_t end = test_ms() + 5000;
-    op.data = &res;
-    CHECK_OK(iomux_close(loop, &op, fd, close_cb));
-    while (res == 1) {
-        if (test_ms() > end) FAIL("close did not complete");
-        CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
-    }
-    CHECK_EQ(res, 0);
-}
-
 /* ---- 10,000 queued before the loop runs -------------------------------------------- */
 
 static void run_queued(int small_sndbuf) {
@@ -238,7 +220,7 @@ static void run_queued(int small_sndbuf) {
     spin(loop, 3);
     check_order(&s);
     CHECK_EQ(s.n, NMSG + NEXTRA);
-    op_close(loop, p[0]);
+    test_op_close(loop, p[0]);
     CHECK(pthread_join(r.th, NULL) == 0);
     CHECK_EQ(r.err, 0);
     CHECK_EQ(r.eof, 1);
@@ -289,7 +271,7 @@ static void test_queued_behind_partial(void) {
     run_sends(&s, NMSG + 1);
     spin(loop, 3);
     check_order(&s);
-    op_close(loop, p[0]);
+    test_op_close(loop, p[0]);
     CHECK(pthread_join(r.th, NULL) == 0);
     CHECK_EQ(r.err, 0);
     CHECK_EQ(r.eof, 1);
@@ -362,7 +344,7 @@ static void run_mixed(unsigned zc_threshold) {
     run_sends(&s, s.n);
     check_order(&s);
     /* the sender's close reaches the reader as EOF after the last byte */
-    op_close(loop, p[0]);
+    test_op_close(loop, p[0]);
     iomux_timer_init(loop, &hb, heartbeat_cb);
     CHECK_OK(iomux_timer_start(&hb, 50, 50));
     end = test_ms() + DEADLINE_MS;
@@ -372,7 +354,7 @@ static void run_mixed(unsigned zc_threshold) {
     }
     CHECK_OK(iomux_timer_stop(&hb));
     check_stream(r.buf, r.got, s.stream, s.slen);
-    op_close(loop, p[1]);
+    test_op_close(loop, p[1]);
     free(r.buf);
     free(big);
     sendset_free(&s);

@@ -202,7 +202,9 @@ static void drive_dir(iomux_loop *loop, iomux_fd fd, int writer) {
             complete(loop, op, -ECANCELED, 0);
             continue;
         }
-        if (fe->flags & (FD_BUFWAIT | FD_CLOSING)) break;
+        /* Waiting for a pool buffer concerns the reader only: a send must go
+         * on (it may be what gives a buffer back). */
+        if ((fe->flags & FD_CLOSING) || (!writer && (fe->flags & FD_BUFWAIT))) break;
         if (wait_for_buffer(loop, op)) break;
         if (!(op->internal.oflags & OF_EMUL) && submit_native(loop, op)) {
             if (op->internal.state == OP_KERNEL) break;
