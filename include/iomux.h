@@ -1,8 +1,9 @@
 /*
  * iomux — every classic I/O model behind one event loop.
  *
- * This header is the whole public API of the core: the loop, the Reactor API
- * (fd watchers), timers, cross-thread posts and signal watchers.
+ * This header is the whole public API: the loop, the Reactor API (fd
+ * watchers), the Proactor API (operations and completions), timers,
+ * cross-thread posts, signal watchers and the work pool.
  *
  * Conventions that hold for every function here
  * ---------------------------------------------
@@ -11,11 +12,13 @@
  *          iomux_strerror() turns one into text. The library never prints and
  *          never aborts on a run-time error.
  * Memory   The caller allocates every handle (iomux_watch, iomux_timer,
- *          iomux_signal) and embeds it wherever it likes. A started handle
- *          belongs to the loop until it is stopped; after the stop call
- *          returns, the memory is the caller's again and may be freed at once,
- *          even from inside a callback. The loop allocates only its own tables,
- *          through the allocator in iomux_config.
+ *          iomux_signal, iomux_op, iomux_work) and embeds it wherever it
+ *          likes. A started watcher, timer or signal watcher belongs to the
+ *          loop until it is stopped; after the stop call returns, the memory
+ *          is the caller's again and may be freed at once, even from inside a
+ *          callback. An op or work item belongs to the loop until its final
+ *          callback begins. The loop allocates only its own tables (and the
+ *          recv buffer pool), through the allocator in iomux_config.
  * Threads  One loop per thread. Every function taking a loop or a handle must
  *          be called on the loop's thread, except iomux_post(), which any
  *          thread may call at any time while the loop exists.
@@ -30,7 +33,8 @@
  *  2. run expired timers: only timers that were due when this phase began,
  *     at most max_timers_per_iteration of them, in deadline order, ties in
  *     start order;
- *  3. run posted callbacks (iomux_post) and queued callbacks, bounded by
+ *  3. run posted callbacks (iomux_post) and queued callbacks (op results
+ *     known without the kernel's help, work pool results), bounded by
  *     max_pending_per_iteration;
  *  4. apply interest changes: every watcher start/update/stop since the last
  *     iteration reaches the backend here, coalesced to at most one update
@@ -42,10 +46,13 @@
  *     to the next timer otherwise, forever when there is none; an
  *     interrupted wait (EINTR) is resumed for the time left; the cached
  *     time is updated again after a wait that blocked;
- *  6. dispatch the ready watchers reported by the wait (callbacks queued by
- *     them run in phase 3 of the next iteration); in IOMUX_RUN_ONCE, after a
- *     wait that blocked, timers now due run here too, so that one ONCE call
- *     always makes progress.
+ *  6. dispatch what the wait reported: ready watchers, and op results
+ *     (on uring, each completion's callback runs as its CQE is reaped);
+ *     callbacks queued by them run in phase 3 of the next iteration; in
+ *     IOMUX_RUN_ONCE, after a wait that blocked, timers now due run here
+ *     too, so that one ONCE call always makes progress.
+ * There is no separate phase for closing: iomux_close is an op like the
+ * others, and stopping a watcher, timer or signal watcher is immediate.
  *
  * Backends
  * --------
@@ -54,8 +61,16 @@
  *   poll    poll(2) over a dense pollfd array; O(watched fds) per wait.
  *   epoll   epoll(7); O(ready fds) per wait; edge-triggered and one-shot are
  *           native.
- * IOMUX_BACKEND_AUTO picks the best one compiled in (epoll on Linux). The
- * environment variable IOMUX_BACKEND=select|poll|epoll overrides AUTO.
+ *   uring   io_uring (Linux 6.0+): the Proactor is native (one SQE per op,
+ *           submitted in one batch with the wait, CQEs reaped in batches);
+ *           watchers are polls (multishot for edge-triggered). A loop's ring
+ *           belongs to the first thread that runs the loop: always run it
+ *           on that thread.
+ * On readiness backends the Proactor is emulated by the core; on uring the
+ * Reactor is. IOMUX_BACKEND_AUTO picks the best one that starts: uring, else
+ * epoll (when io_uring is too old, disabled, or refused by seccomp), on
+ * Linux. The environment variable IOMUX_BACKEND=select|poll|epoll|uring
+ * overrides AUTO.
  */
 #ifndef IOMUX_H
 #define IOMUX_H
