@@ -16,6 +16,8 @@ want gcc         command -v cc
 want pkgconf     command -v pkg-config
 want libc6-dev   test -e /usr/include/stdio.h
 want liburing-dev test -e /usr/include/liburing.h
+want node-llhttp  test -e /usr/share/llhttp/llhttp.c
+want curl         command -v curl
 want libasan8    sh -c 'ls /usr/lib/gcc/*/*/libasan.so >/dev/null 2>&1 || ls /usr/lib/*/libasan.so.* >/dev/null 2>&1'
 want libtsan2    sh -c 'ls /usr/lib/gcc/*/*/libtsan.so >/dev/null 2>&1 || ls /usr/lib/*/libtsan.so.* >/dev/null 2>&1'
 want libubsan1   sh -c 'ls /usr/lib/gcc/*/*/libubsan.so >/dev/null 2>&1 || ls /usr/lib/*/libubsan.so.* >/dev/null 2>&1'
