@@ -616,6 +616,58 @@ static void test_send_while_recv_waits_for_buffer(void) {
     test_loop_free(loop);
 }
 
+/* ---- cancel while the pool is empty ------------------------------------------------- */
+
+typedef struct keeper {
+    void *kept;
+    int more, final;
+    int64_t result;
+} keeper;
+
+static void keeper_recv(iomux_op *op) {
+    keeper *k = op->data;
+    if (op->flags & IOMUX_OP_MORE) {
+        if (k->more++ == 0) { /* keep the only buffer, and cancel */
+            k->kept = op->buf;
+            CHECK_OK(iomux_cancel(op));
+        } else {
+            iomux_buf_release(op->loop, op->buf);
+        }
+        return;
+    }
+    k->final++;
+    k->result = op->result;
+}
+
+/* A multishot pool recv cancelled while the pool is empty (its only buffer
+ * held, more data waiting) ends with -ECANCELED: an empty pool is a wait,
+ * never a result. A regression test: on uring it used to end with the
+ * kernel's -ENOBUFS. */
+static void test_cancel_while_pool_empty(void) {
+    iomux_config cfg;
+    iomux_loop *loop;
+    iomux_op op;
+    keeper k;
+    int p[2];
+    char data[8192];
+    iomux_config_init(&cfg);
+    cfg.pool_buffers = 1;
+    cfg.pool_buffer_size = 4096;
+    CHECK_OK(iomux_loop_new(&loop, &cfg));
+    unix_pair(p);
+    memset(data, 'k', sizeof(data));
+    write_all(p[0], data, sizeof(data));
+    memset(&k, 0, sizeof(k));
+    op.data = &k;
+    CHECK_OK(iomux_recv(loop, &op, p[1], NULL, 0, IOMUX_OP_MULTISHOT, keeper_recv));
+    run_until_calls(loop, &k.final, 1, 5000);
+    CHECK_EQ(k.final, 1);
+    CHECK_EQ(k.result, -ECANCELED);
+    iomux_buf_release(loop, k.kept);
+    close_pair(p);
+    test_loop_free(loop);
+}
+
 int main(void) {
     fprintf(stderr, "backend %s\n", test_backend());
     alarm(60); /* a backstop: every wait above is bounded already */
@@ -625,5 +677,6 @@ int main(void) {
     RUN(test_multishot_exhausted_pool);
     RUN(test_multishot_long_burst);
     RUN(test_send_while_recv_waits_for_buffer);
+    RUN(test_cancel_while_pool_empty);
     return 0;
 }

@@ -283,8 +283,11 @@ static void cqe_send(iomux_loop *loop, iomux_op *op, int res) {
 }
 
 static void cqe_recv(iomux_loop *loop, iomux_op *op, int res, int more, void *buf) {
-    if (res == -ENOBUFS && (op->internal.oflags & OF_POOLBUF) && !(op->internal.oflags & OF_CANCEL)) {
-        requeue(loop, op); /* the data waits in the kernel until a buffer is back */
+    if (res == -ENOBUFS && (op->internal.oflags & OF_POOLBUF)) {
+        /* An empty pool makes receiving wait (the data stays in the
+         * kernel), it is never the op's result: requeue it, where a cancel
+         * asked for meanwhile completes it with -ECANCELED. */
+        requeue(loop, op);
         return;
     }
     op->buf = (op->internal.oflags & OF_POOLBUF) ? buf : op->internal.u.io.buf;
