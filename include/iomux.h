@@ -36,11 +36,12 @@
  *  3. run posted callbacks (iomux_post) and queued callbacks (op results
  *     known without the kernel's help, work pool results), bounded by
  *     max_pending_per_iteration;
- *  4. apply interest changes: every watcher start/update/stop since the last
+ *  4. apply interest changes: every watcher start/update since the last
  *     iteration reaches the backend here, coalesced to at most one update
  *     per fd, and none when the interest ends where it was (a watcher that
  *     was stopped and started again is always re-applied: its fd may have
- *     been closed and its number reused meanwhile);
+ *     been closed and its number reused meanwhile); a stop is applied at
+ *     once, so that the fd may be closed right after it;
  *  5. wait in the backend: the timeout is 0 when work is already queued
  *     (and, in IOMUX_RUN_ONCE, when phases 2-3 ran any callback), the time
  *     to the next timer otherwise, forever when there is none; an
@@ -274,8 +275,9 @@ enum {
  *
  * Stopping is immediate: once iomux_watch_stop() returns (even when called
  * from another callback in the same batch), the callback will not run, the
- * kernel side is updated before the next wait, and the fd may be closed and
- * the watcher freed. At most one watcher per fd per loop (-EEXIST).
+ * kernel no longer watches the fd (one epoll_ctl, if it did), and the fd
+ * may be closed and the watcher freed. At most one watcher per fd per loop
+ * (-EEXIST).
  *
  * An error the kernel gives when the interest is applied (phase 4; e.g.
  * epoll refusing a regular file with EPERM) stops the watcher and runs its

@@ -54,6 +54,10 @@ typedef struct iomux__backend {
      * base; pool_put gives buffer id back to the kernel. */
     int (*pool_init)(iomux_loop *loop, char *base, unsigned count, unsigned size);
     void (*pool_put)(iomux_loop *loop, unsigned id);
+    /* Hands what is prepared to the kernel now (NULL: nothing is ever held
+     * back). The core calls it before close(2) of an fd that prepared
+     * requests may name, so they reach the fd while it is still open. */
+    void (*flush)(iomux_loop *loop);
 } iomux__backend;
 
 /* Called by wait() for each ready fd; `revents` in IOMUX_IN|OUT|ERR|HUP. */

@@ -142,6 +142,7 @@ void iomux__pend_cancel(iomux__pend *p);
 int iomux__fd_reserve(iomux_loop *loop, iomux_fd fd);
 void iomux__fd_dirty(iomux_loop *loop, iomux_fd fd);
 void iomux__watch_apply(iomux_loop *loop);
+void iomux__fd_forget(iomux_loop *loop, iomux_fd fd);
 /* Internal watchers (wake-up, signals) do not keep the loop alive. */
 int iomux__watch_start_internal(iomux_watch *w, unsigned events);
 

@@ -580,8 +580,11 @@ int iomux_close(iomux_loop *loop, iomux_op *op, iomux_fd fd, iomux_op_cb cb) {
     loop->active++;
     op->internal.state = OP_QUEUED;
     if (submit_native(loop, op)) return 0;
+    /* The wait set forgets the fd before it is closed: afterwards its number
+     * may belong to another thread's new file. */
+    iomux__fd_forget(loop, fd);
+    if (loop->backend->flush) loop->backend->flush(loop); /* prepared requests first */
     rc = close(fd);
-    iomux__fd_dirty(loop, fd);
     complete(loop, op, rc < 0 ? -errno : 0, 0);
     return 0;
 }

@@ -99,7 +99,20 @@ int iomux_watch_update(iomux_watch *w, unsigned events) {
     return watch_start(w, events, 0);
 }
 
-int iomux_watch_stop(iomux_watch *w) {
+/* The kernel forgets fd now rather than in phase 4: the caller may close
+ * it as soon as the stop returns, and another thread may reuse its number
+ * before phase 4 runs (a deferred DEL would then name someone else's fd).
+ * Only when nothing else on the loop still drives the fd. */
+void iomux__fd_forget(iomux_loop *loop, iomux_fd fd) {
+    iomux__fdent *fe = &loop->fds[fd];
+    int rc;
+    if (!(fe->have & IO_BITS) || fe->w || fe->rq || fe->wq) return;
+    rc = loop->backend->watch_update(loop, fd, fe->have, 0);
+    loop->stats.interest_updates++;
+    fe->have = rc < 0 ? 0 : (uint8_t)rc;
+}
+
+static int watch_stop(iomux_watch *w, int user) {
     iomux_loop *loop = w->loop;
     iomux__pend_cancel(&w->internal.pend);
     w->internal.revents = 0;
@@ -112,9 +125,14 @@ int iomux_watch_stop(iomux_watch *w) {
     if ((size_t)w->fd < loop->nfds && loop->fds[w->fd].w == w) {
         loop->fds[w->fd].w = NULL;
         iomux__et_reset(&loop->fds[w->fd]);
+        if (user) iomux__fd_forget(loop, w->fd);
         iomux__fd_dirty(loop, w->fd);
     }
     return 0;
+}
+
+int iomux_watch_stop(iomux_watch *w) {
+    return watch_stop(w, 1);
 }
 
 int iomux_watch_active(const iomux_watch *w) {
@@ -217,6 +235,6 @@ static void watch_run(iomux__pend *p) {
     }
     ev &= (w->events & IO_BITS) | IOMUX_ERR | IOMUX_HUP; /* interest may have shrunk */
     if (!ev || !(w->internal.flags & W_ACTIVE)) return;
-    if (w->events & IOMUX_ONESHOT) iomux_watch_stop(w);
+    if (w->events & IOMUX_ONESHOT) watch_stop(w, 0); /* re-armed in its callback, often */
     w->cb(w, ev);
 }
