@@ -1,0 +1,179 @@
+/* A session: bytes in, responses out. Every feed parses with the
+ * context's scratch request; only a request still incomplete when the
+ * feed ends is copied into an allocation of the session's own, freed when
+ * that request is answered. So an idle keep-alive session holds nothing
+ * but its struct and its unwritten output. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+void iomux_http_session_init(iomux_http_session *s, iomux_http_ctx *ctx) {
+    s->ctx = ctx;
+    memset(&s->internal, 0, sizeof(s->internal));
+}
+
+static void drop_req(iomux_http_session *s) {
+    iomux__http_req *req = s->internal.req;
+    s->internal.req = NULL;
+    if (!req || req == &s->ctx->scratch) return;
+    iomux__http_req_release(s->ctx, req);
+    iomux__http_free(s->ctx, req);
+}
+
+void iomux_http_session_close(iomux_http_session *s) {
+    drop_req(s);
+    iomux__http_out_clear(s);
+    s->internal.flags |= SESS_CLOSING;
+}
+
+static iomux_http_next next(const iomux_http_session *s) {
+    if (s->internal.flags & SESS_ABORT) return IOMUX_HTTP_ABORT;
+    return s->internal.flags & SESS_CLOSING ? IOMUX_HTTP_CLOSE : IOMUX_HTTP_CONTINUE;
+}
+
+static iomux__http_req *acquire(iomux_http_session *s) {
+    iomux__http_req *req = &s->ctx->scratch;
+    if (s->internal.req) return s->internal.req;
+    iomux__http_req_reset(req);
+    llhttp_init(&req->parser, HTTP_REQUEST, &s->ctx->settings);
+    req->parser.data = s;
+    s->internal.req = req;
+    return req;
+}
+
+static void *copy_of(iomux_http_ctx *ctx, const void *src, size_t n) {
+    void *d = iomux__http_malloc(ctx, n ? n : 1);
+    if (d && n) memcpy(d, src, n);
+    return d;
+}
+
+/* The scratch request is not done: give the session a copy, sized to what
+ * arrived so far (it grows as more does). */
+static int detach(iomux_http_session *s) {
+    iomux_http_ctx *ctx = s->ctx;
+    const iomux__http_req *src = &ctx->scratch;
+    iomux__http_req *d = iomux__http_malloc(ctx, sizeof(*d));
+    if (!d) return -ENOMEM;
+    *d = *src;
+    d->buf = copy_of(ctx, src->buf, src->len);
+    d->hdrs = copy_of(ctx, src->hdrs, src->nhdrs * sizeof(*src->hdrs));
+    d->cap = src->len;
+    d->hdrs_cap = src->nhdrs;
+    s->internal.req = d;
+    if (!d->buf || !d->hdrs) {
+        drop_req(s);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* After a feed: keep parser state only for a request still in progress. */
+static void settle(iomux_http_session *s) {
+    iomux__http_req *req = s->internal.req;
+    if ((s->internal.flags & (SESS_CLOSING | SESS_ABORT)) || req->state == REQ_IDLE) {
+        drop_req(s);
+        return;
+    }
+    if (req == &s->ctx->scratch && detach(s) < 0) {
+        s->internal.req = NULL;
+        s->internal.flags |= SESS_ABORT;
+    }
+}
+
+static void resp_init(iomux_http_response *r, iomux_http_session *s, const iomux__http_req *req) {
+    const llhttp_t *p = &req->parser;
+    memset(r, 0, sizeof(*r));
+    r->s = s;
+    s->ctx->extra_len = 0;
+    if (p->http_major) r->version = (unsigned)(p->http_major * 10 + p->http_minor);
+    if (!req->have_method) return;
+    r->method = llhttp_method_name((llhttp_method_t)p->method);
+    r->target = req->buf;
+    r->target_len = req->url_len;
+    r->head = p->method == HTTP_HEAD;
+}
+
+int iomux__http_answer(iomux_http_session *s, iomux__http_req *req) {
+    iomux_http_request v;
+    iomux_http_response r;
+    int rc;
+    iomux__http_req_view(req, &v);
+    resp_init(&r, s, req);
+    r.keep_alive = llhttp_should_keep_alive(&req->parser) && !(s->internal.flags & SESS_SHUTDOWN);
+    rc = iomux__http_route(s, &v, &r);
+    if (rc < 0 || r.failed) return -ENOMEM;
+    if (!r.keep_alive) s->internal.flags |= SESS_CLOSING;
+    return 0;
+}
+
+int iomux__http_interim_continue(iomux_http_session *s) {
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    return iomux__http_out_write(s, line, sizeof(line) - 1);
+}
+
+static int status_of(llhttp_errno_t err) {
+    switch (err) {
+    case HPE_INVALID_TRANSFER_ENCODING: return 501;
+    case HPE_INVALID_VERSION: return 505;
+    default: return 400;
+    }
+}
+
+/* A request llhttp or a callback refused: answer it, then close. */
+static void reject(iomux_http_session *s, const iomux__http_req *req, int status) {
+    iomux_http_response r;
+    resp_init(&r, s, req);
+    if (iomux__http_error(&r, status) < 0) s->internal.flags |= SESS_ABORT;
+    s->internal.flags |= SESS_CLOSING;
+}
+
+/* Remembers the batch's last byte that is not OWS, for after_colon() in
+ * parse.c to look back past the start of the next batch. */
+static void note_tail(iomux__http_req *req, const char *data, size_t len) {
+    while (len > 0 && (data[len - 1] == ' ' || data[len - 1] == '\t')) len--;
+    if (len > 0) req->last_byte = data[len - 1];
+}
+
+iomux_http_next iomux_http_feed(iomux_http_session *s, const void *data, size_t len) {
+    iomux__http_req *req;
+    llhttp_errno_t err;
+    if ((s->internal.flags & (SESS_CLOSING | SESS_ABORT)) || len == 0) return next(s);
+    req = acquire(s);
+    req->batch_start = data;
+    req->batch_end = (const char *)data + len;
+    err = llhttp_execute(&req->parser, data, len);
+    note_tail(req, data, len);
+    if (err != HPE_OK && !(s->internal.flags & (SESS_CLOSING | SESS_ABORT)))
+        reject(s, req, req->status ? req->status : status_of(err));
+    settle(s);
+    return next(s);
+}
+
+iomux_http_next iomux_http_feed_eof(iomux_http_session *s) {
+    drop_req(s);
+    s->internal.flags |= SESS_CLOSING;
+    return next(s);
+}
+
+iomux_http_next iomux_http_expire(iomux_http_session *s) {
+    const iomux__http_req *req = s->internal.req;
+    if (s->internal.flags & (SESS_CLOSING | SESS_ABORT)) return next(s);
+    if (req && req->state != REQ_IDLE) reject(s, req, 408);
+    drop_req(s);
+    s->internal.flags |= SESS_CLOSING;
+    return next(s);
+}
+
+iomux_http_next iomux_http_session_shutdown(iomux_http_session *s) {
+    s->internal.flags |= SESS_SHUTDOWN;
+    if (!s->internal.req) s->internal.flags |= SESS_CLOSING;
+    return next(s);
+}
+
+iomux_http_phase iomux_http_session_phase(const iomux_http_session *s) {
+    const iomux__http_req *req = s->internal.req;
+    if (s->internal.flags & (SESS_CLOSING | SESS_ABORT)) return IOMUX_HTTP_DONE;
+    if (!req || req->state == REQ_IDLE) return IOMUX_HTTP_IDLE;
+    return req->state == REQ_BODY ? IOMUX_HTTP_BODY : IOMUX_HTTP_HEADERS;
+}
