@@ -28,136 +28,12 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "app-server.h"
 
 #define DRAIN_MS 3000       /* --drain-ms given to the server (below, as text too) */
-#define READY_MS 15000      /* start-up, sanitizers included */
 #define CLIENTS_MS 40000    /* phase 1 */
 #define BIG (4u << 20)      /* the echo in flight at SIGTERM */
 #define SIGNAL_AT (256u << 10)
-
-/* ---- the server process ----------------------------------------------------------- */
-
-typedef struct server {
-    pid_t pid;
-    int out;            /* its stdout and stderr, merged */
-    char *text;         /* everything it printed */
-    size_t len, cap;
-    int port;
-} server;
-
-static void append(server *s, const char *p, size_t n) {
-    if (s->len + n + 1 > s->cap) {
-        s->cap = (s->len + n + 1) * 2;
-        s->text = realloc(s->text, s->cap);
-        CHECK(s->text);
-    }
-    memcpy(s->text + s->len, p, n);
-    s->len += n;
-    s->text[s->len] = '\0';
-}
-
-/* Reads what the server printed, waiting up to ms; 0 at end of output. */
-static int pump(server *s, int ms) {
-    struct pollfd p = {.fd = s->out, .events = POLLIN};
-    char buf[4096];
-    ssize_t n;
-    if (s->out < 0) return 0;
-    if (poll(&p, 1, ms) <= 0) return 1;
-    n = read(s->out, buf, sizeof(buf));
-    if (n <= 0) {
-        close(s->out);
-        s->out = -1;
-        return 0;
-    }
-    append(s, buf, (size_t)n);
-    return 1;
-}
-
-/* Starts bin with args (NULL-terminated); the child's output goes to s->out. */
-static void spawn(server *s, char *const argv[]) {
-    int p[2];
-    memset(s, 0, sizeof(*s));
-    CHECK_SYS(pipe(p));
-    s->pid = fork();
-    CHECK_SYS(s->pid);
-    if (s->pid == 0) {
-        setpgid(0, 0); /* so a failing test can kill it with its children */
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(p[1]);
-    s->out = p[0];
-}
-
-static server *g_server; /* killed (with its group) when the test fails */
-
-static void kill_server(void) {
-    if (g_server && g_server->pid > 0) {
-        kill(-g_server->pid, SIGKILL);
-        kill(g_server->pid, SIGKILL);
-        waitpid(g_server->pid, NULL, 0);
-        fprintf(stderr, "---- server output ----\n%s-----------------------\n",
-                g_server->text ? g_server->text : "");
-        g_server->pid = 0;
-    }
-}
-
-/* Waits for the ready line and reads the port from it. */
-static void wait_ready(server *s) {
-    uint64_t end = test_ms() + READY_MS;
-    const char *line, *paren, *colon;
-    while (!s->text || !(line = strstr(s->text, "listening on ")) || !strstr(line, ")\n")) {
-        if (test_ms() > end) FAIL("no ready line within %d ms", READY_MS);
-        if (!pump(s, 50)) FAIL("the server ended before it was ready");
-    }
-    paren = strstr(line, " (");
-    CHECK(paren);
-    for (colon = paren; colon > line && *colon != ':'; colon--) {
-    }
-    s->port = atoi(colon + 1);
-    CHECK(s->port > 0 && s->port < 65536);
-}
-
-/* Waits for the server to exit; returns its status, or fails after ms. */
-static int wait_exit(server *s, int ms) {
-    uint64_t end = test_ms() + (uint64_t)ms;
-    int status;
-    for (;;) {
-        pid_t r = waitpid(s->pid, &status, WNOHANG);
-        CHECK_SYS(r);
-        if (r == s->pid) break;
-        if (test_ms() > end) FAIL("the server did not exit within %d ms", ms);
-        pump(s, 10);
-    }
-    s->pid = 0;
-    end = test_ms() + 3000; /* the rest of its output (prefork: children hold the pipe) */
-    while (pump(s, 50) && test_ms() < end) {
-    }
-    return status;
-}
-
-static int contains_ci(const char *hay, const char *needle) {
-    size_t n = strlen(needle);
-    for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0) return 1;
-    return 0;
-}
-
-/* Nothing alarming may have been printed; a forced drain ("drain: ...")
- * only where the test forced it. */
-static void check_output(const server *s, int forced) {
-    static const char *const bad[] = {"error", "alert", "sanitizer", "runtime error", "leak", "drain:"};
-    size_t i, n = sizeof(bad) / sizeof(bad[0]) - (forced ? 1 : 0);
-    for (i = 0; i < n; i++)
-        if (s->text && contains_ci(s->text, bad[i]))
-            FAIL("server output has '%s':\n%s", bad[i], s->text);
-    if (forced && (!s->text || !strstr(s->text, "drain: "))) FAIL("no line about the forced drain:\n%s", s->text);
-}
 
 /* ---- clients --------------------------------------------------------------------------- */
 
@@ -173,22 +49,6 @@ typedef struct client {
     size_t size[6];
     size_t sent, recvd;
 } client;
-
-static int connect_to(int port, int nonblock) {
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
-    CHECK_SYS(fd);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    return fd;
-}
 
 static void client_send(client *c) {
     static char buf[65536];
@@ -292,16 +152,6 @@ static void make_clients(client *cs, unsigned n, int heavy) {
 }
 
 /* ---- the drain ------------------------------------------------------------------------ */
-
-/* Waits up to ms for end of stream on fd (data is not expected). */
-static void expect_eof(int fd, int ms, const char *what) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    char c;
-    ssize_t n;
-    if (poll(&p, 1, ms) <= 0) FAIL("%s: the server did not close it within %d ms", what, ms);
-    n = recv(fd, &c, 1, MSG_DONTWAIT);
-    if (n != 0) FAIL("%s: expected end of stream, got %zd (%s)", what, n, n < 0 ? strerror(errno) : "data");
-}
 
 /* An idle connection (it has been served) for the drain to close. */
 static int idle_conn(int port) {
@@ -413,16 +263,6 @@ static const scenario scenarios[] = {
 };
 
 static const char *g_bin;
-
-static int uring_available(void) {
-    iomux_config cfg;
-    iomux_loop *loop;
-    iomux_config_init(&cfg);
-    cfg.backend = IOMUX_BACKEND_URING;
-    if (iomux_loop_new(&loop, &cfg) < 0) return 0;
-    iomux_loop_free(loop);
-    return 1;
-}
 
 static void run_model(const scenario *sc) {
     char *argv[20];
@@ -543,29 +383,6 @@ static void run_deadline(void) {
 
 /* ---- command lines ------------------------------------------------------------------- */
 
-/* Runs the binary with args to its end (10 s at most); returns the status. */
-static int run_to_end(server *s, const char *const *args) {
-    char *argv[16];
-    int k = 0;
-    argv[k++] = (char *)g_bin;
-    while (*args) argv[k++] = (char *)*args++;
-    argv[k] = NULL;
-    spawn(s, argv);
-    g_server = s;
-    return wait_exit(s, 10000);
-}
-
-static void expect_exit(const char *const *args, int code, const char *must_say) {
-    server s;
-    int status = run_to_end(&s, args);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != code)
-        FAIL("%s ...: status 0x%x, expected exit %d; output:\n%s", args[0], status, code, s.text ? s.text : "");
-    if (must_say && (!s.text || !strstr(s.text, must_say)))
-        FAIL("%s ...: output lacks '%s':\n%s", args[0], must_say, s.text ? s.text : "");
-    g_server = NULL;
-    free(s.text);
-}
-
 static void run_options(void) {
     static const char *const bad[][6] = {
         {"--model", "kqueue"}, {"--model"}, {"--api", "blocking"}, {"--api", "proactor", "--model", "epoll-et"},
@@ -584,10 +401,10 @@ static void run_options(void) {
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *args[8] = {0};
         memcpy(args, bad[i], sizeof(bad[i]));
-        expect_exit(args, 2, "iomux-echo: ");
+        expect_exit(g_bin, args, 2, "iomux-echo: ");
     }
-    for (i = 0; i < sizeof(help_says) / sizeof(help_says[0]); i++) expect_exit(help, 0, help_says[i]);
-    expect_exit(unreachable, 1, "cannot listen"); /* a documentation address: not ours */
+    for (i = 0; i < sizeof(help_says) / sizeof(help_says[0]); i++) expect_exit(g_bin, help, 0, help_says[i]);
+    expect_exit(g_bin, unreachable, 1, "cannot listen"); /* a documentation address: not ours */
 }
 
 /* ---- io_uring refused ---------------------------------------------------------------- */
@@ -617,29 +434,21 @@ static void deny_io_uring(void) {
     _exit(TEST_SKIP);
 }
 
+static void deny_io_uring_pre(void *arg) {
+    (void)arg;
+    deny_io_uring();
+}
+
 static void run_uring_refused(void) {
     static const char *const models[][4] = {{"--model", "uring"}, {"--model", "uring-poll"},
                                             {"--model", "uring", "--threads", "2"}};
     size_t m;
     for (m = 0; m < sizeof(models) / sizeof(models[0]); m++) {
+        char *argv[] = {(char *)g_bin, "--port", "0", (char *)models[m][0], (char *)models[m][1],
+                        (char *)models[m][2], (char *)models[m][3], NULL};
         server s;
-        int p[2], status;
-        memset(&s, 0, sizeof(s));
-        CHECK_SYS(pipe(p));
-        s.pid = fork();
-        CHECK_SYS(s.pid);
-        if (s.pid == 0) {
-            char *argv[] = {(char *)g_bin, "--port", "0", (char *)models[m][0], (char *)models[m][1],
-                            (char *)models[m][2], (char *)models[m][3], NULL};
-            setpgid(0, 0);
-            dup2(p[1], 1);
-            dup2(p[1], 2);
-            deny_io_uring();
-            execv(argv[0], argv);
-            _exit(127);
-        }
-        close(p[1]);
-        s.out = p[0];
+        int status;
+        spawn_with(&s, argv, deny_io_uring_pre, NULL);
         g_server = &s;
         status = wait_exit(&s, 10000);
         if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_SKIP) {

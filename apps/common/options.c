@@ -245,6 +245,7 @@ int app_parse(const app_spec *spec, int argc, char **argv, app_options *o) {
     parsed p;
     app_option common[OPT_COUNT + 1];
     int i, rc;
+    app__name = spec->name; /* app_log between app_parse and app_run (an app's own checks) */
     defaults(spec, o);
     memset(&p, 0, sizeof(p));
     p.o = o;

@@ -8,7 +8,7 @@
 
 #include "app.h"
 
-#define ECHO_BUF 16384 /* reactor: bytes read per call; blocking: the same */
+#define ECHO_BUF 16384 /* reactor: bytes read per call (one buffer per loop); blocking: the same */
 
 typedef struct echo_conn echo_conn;
 
@@ -31,6 +31,7 @@ struct echo_conn {
 typedef struct echo_loop {
     echo_conn list; /* sentinel */
     iomux_timer scan;
+    char buf[ECHO_BUF]; /* reactor: every connection of the loop reads here */
 } echo_loop;
 
 /* loop.c: the hooks every event API shares. */
@@ -42,6 +43,8 @@ void echo_track(app_loop *l, echo_conn *c, const echo_conn_ops *ops);
 /* Off the list, and app_conn_closed: the connection is gone. */
 void echo_untrack(echo_conn *c);
 void echo_touch(echo_conn *c);
+/* The loop's read buffer, ECHO_BUF bytes (reactor). */
+char *echo_buffer(app_loop *l);
 
 /* reactor.c, proactor.c: a new connection. */
 void echo_reactor_start(app_loop *l, iomux_fd fd);

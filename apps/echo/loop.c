@@ -56,6 +56,10 @@ void echo_untrack(echo_conn *c) {
     app_conn_closed(c->l);
 }
 
+char *echo_buffer(app_loop *l) {
+    return of(l)->buf;
+}
+
 void echo_touch(echo_conn *c) {
     c->last = iomux_now(c->l->loop);
 }

@@ -1,7 +1,10 @@
 /* The Reactor echo: a watcher per connection; the callback reads and
  * writes itself. Level-triggered (select, poll, epoll, uring-poll): one
  * read per readiness report. Edge-triggered (epoll-et): read until EAGAIN,
- * since no report comes for data already there. A short write parks the
+ * since no report comes for data already there. Reads land in the loop's
+ * one buffer and are sent back from there; only what the socket does not
+ * take at once (or what goes to the work pool) is copied into a held
+ * block, so an idle connection holds no buffer. A short write parks the
  * rest and waits for OUT alone (reading stops: the peer is slowed by TCP
  * flow control); once it is sent, reading resumes. With --work-us the
  * work runs inline (busy wait) or, with --offload, on the loop's work pool
@@ -10,20 +13,26 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "echo.h"
 
+/* Bytes not yet echoed, and the work item while they are at work. */
+typedef struct held {
+    iomux_work work;
+    size_t off, len;
+    char data[];
+} held;
+
 typedef struct rconn {
     echo_conn base;     /* first: the ops get back to the rconn */
     iomux_watch w;
-    iomux_work work;
-    size_t off, len;    /* the echo not yet sent: buf[off, len) */
-    unsigned et;        /* IOMUX_ET or 0 */
-    int working;        /* offloaded work in flight */
-    int dead;           /* closed while working: freed when the work is done */
-    char buf[ECHO_BUF];
+    held *h;            /* NULL when nothing is pending */
+    uint8_t et;         /* 1 under IOMUX_ET */
+    uint8_t working;    /* offloaded work in flight */
+    uint8_t dead;       /* closed while working: freed when the work is done */
 } rconn;
 
 static void rconn_close(rconn *c, int abort) {
@@ -34,32 +43,58 @@ static void rconn_close(rconn *c, int abort) {
     if (abort) setsockopt(c->w.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
     close(c->w.fd);
     echo_untrack(&c->base);
-    if (c->working) c->dead = 1; /* the work item is the loop's until its done runs */
-    else free(c);
+    if (c->working) {
+        c->dead = 1; /* the work item is the loop's until its done runs */
+        return;
+    }
+    free(c->h);
+    free(c);
 }
 
 /* Sets the interest (IN or OUT, with the ET flag), or stops (0). */
 static int want(rconn *c, unsigned ev) {
     if (!ev) return iomux_watch_stop(&c->w);
-    ev |= c->et;
+    ev |= c->et ? IOMUX_ET : 0;
     if (!iomux_watch_active(&c->w)) return iomux_watch_start(&c->w, ev);
     return c->w.events == ev ? 0 : iomux_watch_update(&c->w, ev);
 }
 
-/* Sends what is pending. 0: all sent; 1: waiting for OUT; -1: failed. */
-static int flush(rconn *c) {
-    while (c->off < c->len) {
-        ssize_t n = send(c->w.fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+/* Sends p[0, len); returns the bytes sent (may be short), or -1. */
+static ssize_t put(rconn *c, const char *p, size_t len) {
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(c->w.fd, p + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            c->off += (size_t)n;
+            off += (size_t)n;
             echo_touch(&c->base);
         } else if (n < 0 && errno == EAGAIN) {
-            return want(c, IOMUX_OUT) < 0 ? -1 : 1;
+            break;
         } else if (n < 0 && errno != EINTR) {
             return -1;
         }
     }
-    c->off = c->len = 0;
+    return (ssize_t)off;
+}
+
+/* Keeps p[0, len) for later (the rest of a short write, or work). */
+static int hold(rconn *c, const char *p, size_t len) {
+    c->h = malloc(sizeof(*c->h) + len);
+    if (!c->h) return -1;
+    memcpy(c->h->data, p, len);
+    c->h->off = 0;
+    c->h->len = len;
+    c->h->work.data = c;
+    return 0;
+}
+
+/* Sends what is held. 0: all sent; 1: waiting for OUT; -1: failed. */
+static int flush(rconn *c) {
+    ssize_t n = put(c, c->h->data + c->h->off, c->h->len - c->h->off);
+    if (n < 0) return -1;
+    c->h->off += (size_t)n;
+    if (c->h->off < c->h->len) return want(c, IOMUX_OUT) < 0 ? -1 : 1;
+    free(c->h);
+    c->h = NULL;
     return 0;
 }
 
@@ -76,6 +111,7 @@ static void work_done(iomux_work *w, int status) {
     (void)status; /* nothing cancels it */
     c->working = 0;
     if (c->dead) {
+        free(c->h);
         free(c);
         return;
     }
@@ -84,23 +120,29 @@ static void work_done(iomux_work *w, int status) {
     else if (rc == 0 && c->et) read_ready(c); /* no new edge will come for data already there */
 }
 
-/* n bytes arrived in buf: work, then echo. 0: go on reading; 1: wait. */
-static int received(rconn *c, size_t n) {
+/* n bytes arrived in buf (the loop's): work, then echo. 0: go on
+ * reading; 1: wait; -1: failed. */
+static int received(rconn *c, const char *buf, size_t n) {
     const app_options *o = c->base.l->opt;
-    c->off = 0;
-    c->len = n;
+    ssize_t sent;
     if (o->work_us && o->offload) {
-        if (want(c, 0) < 0 || iomux_work_submit(c->base.l->loop, &c->work, work, work_done) < 0) return -1;
+        if (hold(c, buf, n) < 0 || want(c, 0) < 0) return -1;
+        if (iomux_work_submit(c->base.l->loop, &c->h->work, work, work_done) < 0) return -1;
         c->working = 1;
         return 1;
     }
     if (o->work_us) app_spin_us(o->work_us);
-    return flush(c);
+    sent = put(c, buf, n);
+    if (sent < 0) return -1;
+    if ((size_t)sent == n) return 0;
+    if (hold(c, buf + sent, n - (size_t)sent) < 0) return -1;
+    return want(c, IOMUX_OUT) < 0 ? -1 : 1;
 }
 
 static void read_ready(rconn *c) {
+    char *buf = echo_buffer(c->base.l);
     do {
-        ssize_t n = recv(c->w.fd, c->buf, sizeof(c->buf), MSG_DONTWAIT);
+        ssize_t n = recv(c->w.fd, buf, ECHO_BUF, MSG_DONTWAIT);
         int rc;
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) return;
@@ -109,7 +151,7 @@ static void read_ready(rconn *c) {
             return;
         }
         echo_touch(&c->base);
-        rc = received(c, (size_t)n);
+        rc = received(c, buf, (size_t)n);
         if (rc < 0) rconn_close(c, 1);
         if (rc) return;
     } while (c->et);
@@ -119,7 +161,7 @@ static void on_ready(iomux_watch *w, unsigned revents) {
     rconn *c = w->data;
     int rc;
     (void)revents; /* ERR and HUP show in the result of the read or write */
-    if (c->len == 0) {
+    if (!c->h) {
         read_ready(c);
         return;
     }
@@ -130,7 +172,7 @@ static void on_ready(iomux_watch *w, unsigned revents) {
 
 static int rconn_busy(echo_conn *b) {
     rconn *c = (rconn *)b;
-    return c->len != 0 || c->working;
+    return c->h != NULL || c->working;
 }
 
 static void rconn_close_op(echo_conn *b, int abort) {
@@ -140,7 +182,7 @@ static void rconn_close_op(echo_conn *b, int abort) {
 static const echo_conn_ops rconn_ops = {rconn_busy, rconn_close_op};
 
 void echo_reactor_start(app_loop *l, iomux_fd fd) {
-    rconn *c = malloc(sizeof(*c));
+    rconn *c = calloc(1, sizeof(*c));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* each echo leaves at once */
     if (!c) {
@@ -148,10 +190,7 @@ void echo_reactor_start(app_loop *l, iomux_fd fd) {
         app_conn_closed(l);
         return;
     }
-    c->off = c->len = 0;
-    c->working = c->dead = 0;
-    c->et = l->opt->watch_flags & IOMUX_ET;
-    c->work.data = c;
+    c->et = (l->opt->watch_flags & IOMUX_ET) != 0;
     iomux_watch_init(l->loop, &c->w, fd, on_ready);
     c->w.data = c;
     echo_track(l, &c->base, &rconn_ops);

@@ -16,9 +16,7 @@ void httpd_config(const app_options *o, iomux_http_config *cfg);
 /* Per event loop. */
 typedef struct httpd_loop {
     iomux_http_server *srv;    /* proactor */
-    iomux_http_ctx *ctx;       /* reactor */
-    struct hr_conn *conns;     /* reactor: every connection */
-    char *buf;                 /* reactor: the loop's read buffer */
+    struct hr_loop *r;         /* reactor (reactor.c) */
 } httpd_loop;
 
 /* proactor.c */

@@ -417,6 +417,7 @@ static int ur_wait(iomux_loop *loop, int timeout_ms) {
         rc = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
     }
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) return rc;
+    loop->now = iomux__hrtime(); /* reap runs multishot callbacks (accept): not with the time before the wait */
     n = reap(loop, st);
     /* Only internal CQEs (a cancel's, a removed poll's): not an event, so
      * let the core resume the wait for the time left. */

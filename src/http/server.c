@@ -19,7 +19,7 @@ typedef struct hconn {
     iomux_http_session s;      /* s.data is the hconn */
     struct hconn *prev, *next;
     uint32_t idle_ms;          /* the idle timeout set on c */
-    uint8_t phase;             /* the session's phase when the timers were last set */
+    uint8_t hdr_clock;         /* the header deadline is set */
 } hconn;
 
 struct iomux_http_server {
@@ -75,18 +75,23 @@ static int flush(hconn *h) {
     return 0;
 }
 
-/* The header deadline runs while a request's headers are coming in; the
- * idle timer is the send timeout while output waits, else the idle one. */
-static int set_timers(hconn *h) {
+/* The header deadline runs while a request's headers are coming in and
+ * we are reading: not while output waits (the connection is not read
+ * then, so the client is not the slow one). It starts with the batch that
+ * began the request: one that answered something began a new one (steady
+ * pipelining). The idle timer is the send timeout while output waits,
+ * else the idle one. */
+static int set_timers(hconn *h, int answered) {
     const iomux_http_config *cfg = iomux_http_ctx_config(h->s.ctx);
-    iomux_http_phase phase = iomux_http_session_phase(&h->s);
-    uint32_t idle = iomux_conn_queued(&h->c) ? cfg->send_timeout_ms : cfg->idle_timeout_ms;
+    size_t queued = iomux_conn_queued(&h->c);
+    int hdr = !queued && iomux_http_session_phase(&h->s) == IOMUX_HTTP_HEADERS;
+    uint32_t idle = queued ? cfg->send_timeout_ms : cfg->idle_timeout_ms;
     int rc = 0;
-    if (phase == IOMUX_HTTP_HEADERS && h->phase != IOMUX_HTTP_HEADERS)
+    if (hdr && (!h->hdr_clock || answered))
         rc = iomux_conn_set_deadline(&h->c, iomux_now(h->c.loop) + cfg->header_timeout_ms);
-    else if (phase != IOMUX_HTTP_HEADERS && h->phase == IOMUX_HTTP_HEADERS)
+    else if (!hdr && h->hdr_clock)
         rc = iomux_conn_set_deadline(&h->c, 0);
-    h->phase = (uint8_t)phase;
+    h->hdr_clock = (uint8_t)hdr;
     if (rc == 0 && idle != h->idle_ms) {
         rc = iomux_conn_set_idle_timeout(&h->c, idle);
         h->idle_ms = idle;
@@ -97,6 +102,7 @@ static int set_timers(hconn *h) {
 /* Acts on what the session said. */
 static void after(hconn *h, iomux_http_next nx) {
     const iomux_http_config *cfg = iomux_http_ctx_config(h->s.ctx);
+    int answered = iomux_http_out_pending(&h->s) > 0;
     if (nx == IOMUX_HTTP_ABORT || flush(h) < 0) {
         iomux_conn_close(&h->c, IOMUX_CONN_ABORT);
     } else if (nx == IOMUX_HTTP_CLOSE) {
@@ -104,7 +110,7 @@ static void after(hconn *h, iomux_http_next nx) {
         iomux_conn_set_deadline(&h->c, 0);
         iomux_conn_set_idle_timeout(&h->c, cfg->send_timeout_ms);
         iomux_conn_close(&h->c, IOMUX_CONN_GRACEFUL);
-    } else if (set_timers(h) < 0) {
+    } else if (set_timers(h, answered) < 0) {
         iomux_conn_close(&h->c, IOMUX_CONN_ABORT);
     }
 }
@@ -125,7 +131,7 @@ static void on_eof(iomux_conn *c) {
 
 static void on_drain(iomux_conn *c) {
     hconn *h = hconn_of(c);
-    if (set_timers(h) < 0) iomux_conn_close(c, IOMUX_CONN_ABORT);
+    if (set_timers(h, 0) < 0) iomux_conn_close(c, IOMUX_CONN_ABORT);
 }
 
 static void on_timeout(iomux_conn *c, int which) {
