@@ -966,6 +966,41 @@ static void test_batching(void) {
     srv_stop(&s);
 }
 
+/* Writes of mixed sizes while nothing can leave (corked): the queue's last
+ * chunk grows in place, and a write bigger than twice what it holds must
+ * still fit (it once overflowed the grown chunk by the room it had). */
+static void test_growing_writes(void) {
+    static const size_t sizes[] = {10, 300, 5000, 100, 70000, 3, 40000, 1};
+    static unsigned char want[120000], got[120000];
+    size_t total = 0, i;
+    srv s;
+    int fd;
+    srv_start(&s, &batch_cbs, NULL);
+    fd = client(&s);
+    wait_accepted(&s, 1);
+    fill(want, sizeof(want), 7);
+    iomux_conn_cork(&s.conns[0]->c);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        CHECK(iomux_conn_write(&s.conns[0]->c, want + total, sizes[i]) >= 0);
+        total += sizes[i];
+    }
+    CHECK_EQ(iomux_conn_queued(&s.conns[0]->c), total);
+    iomux_conn_uncork(&s.conns[0]->c);
+    read_exact(s.loop, fd, (char *)got, total);
+    CHECK(memcmp(got, want, total) == 0);
+    /* and again while a send is in flight: the new bytes go behind it */
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) CHECK(iomux_conn_write(&s.conns[0]->c, want, sizes[i]) >= 0);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        read_exact(s.loop, fd, (char *)got, sizes[i]);
+        CHECK(memcmp(got, want, sizes[i]) == 0);
+    }
+    CHECK_SYS(shutdown(fd, SHUT_WR));
+    CHECK_EQ(read_end(s.loop, fd, NULL), 0);
+    close(fd);
+    wait_closed(&s, 1);
+    srv_stop(&s);
+}
+
 static int tmpfile_of(size_t len, unsigned id) {
     char path[] = "/tmp/iomux-conn-XXXXXX";
     unsigned char *p = malloc(len);
@@ -1100,6 +1135,7 @@ int main(int argc, char **argv) {
     RUN(test_close_once);
     RUN(test_peer_reset_reason);
     RUN(test_batching);
+    RUN(test_growing_writes);
     RUN(test_sendfile);
     RUN(test_idle_holds_no_buffer);
     return 0;

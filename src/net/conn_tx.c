@@ -3,7 +3,15 @@
  * to the last chunk, so whatever was queued while a send was in flight
  * leaves in the next one; a send takes at most SEND_MAX bytes (FILE_MAX of
  * a file) so that progress, which the idle timeout and the watermarks
- * watch, is seen during a long transfer. */
+ * watch, is seen during a long transfer.
+ *
+ * A chunk starts small (CHUNK_FIRST, or the write's size) and the last one
+ * grows by doubling, up to SEND_MAX, while no send reads it; then a new one
+ * starts (growing one chunk without end made each write copy it whole). A fixed 16 KiB chunk per write
+ * made a 64-byte echo cost a fresh 16 KiB of heap: with a thousand
+ * connections glibc kept growing and trimming the top of the heap, and
+ * the page faults took a third of the server's CPU. Small chunks come from
+ * malloc's per-size caches and touch no new page. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +20,7 @@
 
 #include "conn.h"
 
-#define CHUNK_MIN 16384
+#define CHUNK_FIRST 256
 #define SEND_MAX 65536
 #define FILE_MAX (1u << 20)
 
@@ -156,14 +164,36 @@ static int queued_grew(iomux_conn *c) {
     return c->internal.queued > c->internal.high;
 }
 
+/* The last chunk, grown to hold `more` bytes after those it has; NULL if
+ * it may not move (a send is reading it, or it is a file range) or memory
+ * is short. */
+static iomux__conn_chunk *grow_tail(iomux_conn *c, size_t more) {
+    iomux__conn_chunk *t = c->internal.tail, *nt, **link = &c->internal.head;
+    size_t cap;
+    if (!t || t->file >= 0 || t->cap >= SEND_MAX || (t == c->internal.head && c->internal.txs != TX_IDLE))
+        return NULL;
+    cap = t->cap * 2 < SEND_MAX ? t->cap * 2 : SEND_MAX;
+    if (cap < t->len + more) cap = t->len + more;
+    while (*link != t) link = &(*link)->next; /* a short walk: chunks double */
+    nt = realloc(t, sizeof(*nt) + cap);
+    if (!nt) return NULL;
+    nt->cap = cap;
+    *link = c->internal.tail = nt;
+    return nt;
+}
+
 int iomux_conn_write(iomux_conn *c, const void *data, size_t len) {
     iomux__conn_chunk *t = c->internal.tail, *ch = NULL;
     size_t take = t && t->file < 0 ? t->cap - t->len : 0;
     if (!writable(c)) return -EPIPE;
     if (!data && len) return -EINVAL;
+    if (take < len && (ch = grow_tail(c, len))) {
+        t = ch, ch = NULL;
+        take = len;
+    }
     if (take > len) take = len;
     if (len > take) { /* allocate first: on failure nothing is queued */
-        ch = chunk_new(len - take > CHUNK_MIN ? len - take : CHUNK_MIN, -1);
+        ch = chunk_new(len - take > CHUNK_FIRST ? len - take : CHUNK_FIRST, -1);
         if (!ch) return -ENOMEM;
     }
     if (take) {
