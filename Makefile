@@ -5,17 +5,24 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps run test test-normal test-asan test-tsan install clean
+BUILD_CMD   = cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null && \
+              cmake --build $(BUILD) -j $(JOBS)
+
+.PHONY: all deps deps-run run test test-normal test-asan test-tsan install clean
 
 all: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS)
+	$(BUILD_CMD)
 
 deps:
 	@scripts/deps.sh
 
-run: all
-	$(BUILD)/bench/iomux-chain
+deps-run:
+	@scripts/deps.sh run
+
+# The main job: every I/O model measured on this machine -> report/REPORT.md
+run: deps-run
+	$(BUILD_CMD)
+	$(BUILD)/bench/compare/iomux-compare --quick
 
 test: test-normal test-asan test-tsan
 	@echo "make test: all suites passed (normal, address+undefined, thread)"

@@ -2,6 +2,10 @@
 # Makes sure the Debian packages the build needs are present. As root it
 # installs what is missing (apt-get update once, then apt-get install -y);
 # otherwise it prints the exact command to run and fails.
+#
+#   scripts/deps.sh         what `make test` needs
+#   scripts/deps.sh run     also what `make run` (iomux-compare) measures
+#                           with: the peers' libraries, wrk, nginx, perf
 set -eu
 
 need=""
@@ -21,6 +25,15 @@ want curl         command -v curl
 want libasan8    sh -c 'ls /usr/lib/gcc/*/*/libasan.so >/dev/null 2>&1 || ls /usr/lib/*/libasan.so.* >/dev/null 2>&1'
 want libtsan2    sh -c 'ls /usr/lib/gcc/*/*/libtsan.so >/dev/null 2>&1 || ls /usr/lib/*/libtsan.so.* >/dev/null 2>&1'
 want libubsan1   sh -c 'ls /usr/lib/gcc/*/*/libubsan.so >/dev/null 2>&1 || ls /usr/lib/*/libubsan.so.* >/dev/null 2>&1'
+
+if [ "${1:-}" = run ]; then
+    want libuv1-dev   test -e /usr/include/uv.h
+    want libevent-dev test -e /usr/include/event2/event.h
+    want libev-dev    test -e /usr/include/ev.h
+    want wrk          command -v wrk
+    want nginx-light  sh -c 'command -v nginx || test -x /usr/sbin/nginx'
+    want linux-perf   command -v perf
+fi
 
 [ -z "$need" ] && exit 0
 
