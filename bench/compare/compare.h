@@ -224,6 +224,6 @@ typedef struct svg_series {
 int svg_lines(const char *path, const char *title, const char *xlabel, const char *ylabel,
               const svg_series *s, int nseries, int logy);
 int svg_bars(const char *path, const char *title, const char *ylabel, const char *const *groups,
-             int ngroups, const char *const *names, int nnames, const double *values /* [g][n] */);
+             int ngroups, const char *const *names, int nnames, const double *values /* [g][n] */, int logy);
 
 #endif

@@ -135,6 +135,6 @@ void cmp_matrix_chart(cmp_report *r, const cmp_matrix *m, const char *file, cons
         for (j = 0; j < m->nloads; j++) v[i * m->nloads + j] = cmp_cell_median(&m->cells[i][j], M_RPS);
     }
     snprintf(path, sizeof(path), "%s/%s", g_opt.outdir, file);
-    svg_bars(path, title, "requests/s", groups, m->nservers, m->load_names, m->nloads, v);
+    svg_bars(path, title, "requests/s", groups, m->nservers, m->load_names, m->nloads, v, 0);
     fprintf(r->md, "\n![%s](%s)\n\n", title, file);
 }

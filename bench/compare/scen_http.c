@@ -166,7 +166,7 @@ static void memory_chart(cmp_report *r, const cmp_matrix *echo, const cmp_matrix
         v[i * 2 + 1] = cmp_med(http, groups[i], 0, M_RSS);
     }
     snprintf(path, sizeof(path), "%s/memory.svg", g_opt.outdir);
-    svg_bars(path, "Bytes of RSS per idle connection", "bytes", groups, n, names, 2, v);
+    svg_bars(path, "Bytes of RSS per idle connection (log scale)", "bytes", groups, n, names, 2, v, 1);
     fprintf(r->md, "\n![memory per idle connection](memory.svg)\n");
 }
 

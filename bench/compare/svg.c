@@ -20,8 +20,12 @@ static const char *const colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
                                      "#8c6d31", "#843c39", "#7b4173", "#3182bd"};
 #define NCOLORS (int)(sizeof(colors) / sizeof(colors[0]))
 
-static void text(FILE *f, double x, double y, const char *anchor, int size, const char *s) {
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"%d\">", x, y, anchor, size);
+/* Text at (x, y), turned by `deg` degrees about that point. */
+static void text_rot(FILE *f, double x, double y, const char *anchor, int size, int deg, const char *s) {
+    if (deg)
+        fprintf(f, "<text transform=\"translate(%.1f,%.1f) rotate(%d)\" text-anchor=\"%s\" font-size=\"%d\">", x, y,
+                deg, anchor, size);
+    else fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"%d\">", x, y, anchor, size);
     for (; *s; s++) {
         if (*s == '<') fputs("&lt;", f);
         else if (*s == '>') fputs("&gt;", f);
@@ -29,6 +33,10 @@ static void text(FILE *f, double x, double y, const char *anchor, int size, cons
         else fputc(*s, f);
     }
     fputs("</text>\n", f);
+}
+
+static void text(FILE *f, double x, double y, const char *anchor, int size, const char *s) {
+    text_rot(f, x, y, anchor, size, 0, s);
 }
 
 /* A round step giving about 5 ticks from 0 to max. */
@@ -144,30 +152,31 @@ int svg_lines(const char *path, const char *title, const char *xlabel, const cha
 }
 
 int svg_bars(const char *path, const char *title, const char *ylabel, const char *const *groups, int ngroups,
-             const char *const *names, int nnames, const double *values) {
-    double ymax = 0, gw, bw;
+             const char *const *names, int nnames, const double *values, int logy) {
+    double ymax = 0, ymin = INFINITY, gw, bw;
     int g, k;
     FILE *f = begin(path, title);
     if (!f) return -1;
-    for (k = 0; k < ngroups * nnames; k++)
+    for (k = 0; k < ngroups * nnames; k++) {
         if (!isnan(values[k]) && values[k] > ymax) ymax = values[k];
+        if (!isnan(values[k]) && values[k] > 0 && values[k] < ymin) ymin = values[k];
+    }
     if (ymax <= 0) ymax = 1;
-    ymax = ceil(ymax * 1.05 / nice_step(ymax * 1.05)) * nice_step(ymax * 1.05);
-    y_axis(f, 0, ymax, 0, ylabel);
+    if (logy) ymin = ymin < INFINITY ? pow(10, floor(log10(ymin))) : 1, ymax = pow(10, ceil(log10(ymax)));
+    else ymin = 0, ymax = ceil(ymax * 1.05 / nice_step(ymax * 1.05)) * nice_step(ymax * 1.05);
+    y_axis(f, ymin, ymax, logy, ylabel);
     gw = (double)(W - L - R) / (ngroups > 0 ? ngroups : 1);
     bw = gw * 0.8 / (nnames > 0 ? nnames : 1);
     for (g = 0; g < ngroups; g++) {
         double x0 = L + g * gw + gw * 0.1;
         for (k = 0; k < nnames; k++) {
             double v = values[g * nnames + k], y;
-            if (isnan(v)) continue;
-            y = y_pos(v, 0, ymax, 0);
+            if (isnan(v) || (logy && v < ymin)) continue;
+            y = y_pos(v, ymin, ymax, logy);
             fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", x0 + k * bw, y,
                     bw * 0.92, H - B - y, colors[k % NCOLORS]);
         }
-        fprintf(f, "<g transform=\"translate(%.1f,%d) rotate(35)\">", x0 + gw * 0.3, H - B + 12);
-        text(f, 0, 0, "start", 11, groups[g]);
-        fprintf(f, "</g>\n");
+        text_rot(f, x0 + gw * 0.3, H - B + 12, "start", 11, 35, groups[g]);
     }
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", L, H - B, W - R, H - B);
     for (k = 0; k < nnames; k++) legend(f, k, names[k], 1);
