@@ -3,7 +3,10 @@
  * whose rows hold numbers where the servers were built (or say why not),
  * a verdict, the commands, and charts that are complete SVG documents.
  *
- *   test-compare IOMUX_COMPARE OUTDIR */
+ *   test-compare IOMUX_COMPARE OUTDIR
+ *
+ * OUTDIR is relative, as `make run`'s is: nginx once failed to start
+ * there (it takes relative paths from its prefix). */
 #include <sys/stat.h>
 
 #include "harness.h"
@@ -61,6 +64,7 @@ static void smoke(const char *bin, const char *out) {
     server s;
     int status;
     char *md;
+    const char *bad;
     spawn(&s, argv);
     g_server = &s;
     status = wait_exit(&s, 150000);
@@ -88,6 +92,8 @@ static void smoke(const char *bin, const char *out) {
     row_has_number(md, "## 5. Business logic", "epoll, work inline");
     row_has_number(md, "## 6. Multi-reactor", "epoll, 2 loops, acceptor");
     CHECK(!strstr(md, "nan") && !strstr(md, "inf |"));
+    if ((bad = strstr(md, "did not start")))
+        FAIL("a server did not start: ...%.300s", bad - md > 200 ? bad - 200 : md);
     check_svg(out, "models.svg");
     check_svg(out, "idle.svg");
     check_svg(out, "http.svg");

@@ -39,7 +39,7 @@ typedef struct cmp_opts {
     const char *bindir;        /* the build directory */
     const char *srcdir;        /* the source tree (bench/http/nginx.conf) */
     const char *outdir;        /* report/ */
-    char tmpdir[256];          /* logs and nginx's files */
+    char tmpdir[256];          /* logs and nginx's files: an absolute path */
     int server_cpu, load_cpu;
     int use_perf;              /* 1 if perf can count syscalls here */
     char perf_why[160];        /* why not, when it cannot */

@@ -1,6 +1,7 @@
 /* iomux-compare: what `make run` runs. See compare.h for the pieces and
  * --help for the options. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,7 +112,7 @@ static int scenario_on(int n) {
 /* The output directory, the logs beside it, the fd limit, the CPUs, perf. */
 static int setup(int argc, char **argv) {
     struct rlimit rl;
-    char cmd[700], load[600];
+    char cmd[700], load[600], abs[PATH_MAX];
     size_t off = 0;
     int i;
     for (i = 0; i < argc && off + 2 < sizeof(g_opt.cmdline); i++)
@@ -128,6 +129,13 @@ static int setup(int argc, char **argv) {
         fprintf(stderr, "iomux-compare: cannot create %s\n", g_opt.tmpdir);
         return 1;
     }
+    /* nginx -p takes relative paths from its prefix: make them absolute */
+    if (!realpath(g_opt.tmpdir, abs) || strlen(abs) >= sizeof(g_opt.tmpdir)) {
+        fprintf(stderr, "iomux-compare: %s: no absolute path shorter than %zu bytes\n", g_opt.tmpdir,
+                sizeof(g_opt.tmpdir));
+        return 1;
+    }
+    memcpy(g_opt.tmpdir, abs, strlen(abs) + 1);
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max; /* the servers inherit it: 15,000 idle connections */
         setrlimit(RLIMIT_NOFILE, &rl);
