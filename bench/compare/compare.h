@@ -2,15 +2,15 @@
  * to "which model is faster, and where?" (report/REPORT.md and charts).
  *
  * The pieces, one file each:
- *   main.c      options, the order of the scenarios, the terminal table
+ *   main.c      options, set-up, the order of the scenarios
  *   proc.c      child processes: start pinned, stop, /proc readings, perf
  *   servers.c   what a server is (iomux apps, peers, nginx) and starting one
  *   measure.c   one cell: a load run against a running server, with the
  *               server's CPU, syscalls and RSS over the measured period
  *   matrix.c    a scenario's matrix (servers x loads), run in alternating
  *               order, repeated
- *   scen_echo.c the echo scenarios: models, idle fds, business logic,
- *               multi-reactor
+ *   scen_echo.c the echo scenarios: models (and the terminal table), idle fds,
+ *               business logic, multi-reactor
  *   scen_http.c HTTP, and memory per idle connection
  *   report.c    REPORT.md: header, tables, verdict
  *   svg.c       the charts, written as SVG by hand (no plotting package)

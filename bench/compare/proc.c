@@ -326,7 +326,7 @@ double cmp_perf_stop(cmp_perf *p) {
 
 /* Can perf count a process's system calls here? Try on a sleeping child. */
 int cmp_perf_probe(char *why, size_t len) {
-    cmp_child sleeper;
+    cmp_child spinner;
     cmp_perf p;
     char *argv[] = {"sh", "-c", "while :; do :; done", NULL}; /* perf says "not counted" of a sleeper */
     double n;
@@ -335,10 +335,10 @@ int cmp_perf_probe(char *why, size_t len) {
         snprintf(why, len, "perf is not installed (Debian: linux-perf)");
         return 0;
     }
-    if (cmp_spawn(&sleeper, argv, -1, "/dev/null", -1) < 0) return 0;
+    if (cmp_spawn(&spinner, argv, -1, "/dev/null", -1) < 0) return 0;
     snprintf(p.child.log, sizeof(p.child.log), "%s/perf-probe.log", g_opt.tmpdir);
-    n = cmp_perf_start(&p, &sleeper.pid, 1, 0.2) < 0 ? -1 : cmp_perf_stop(&p);
-    cmp_stop(&sleeper, 1);
+    n = cmp_perf_start(&p, &spinner.pid, 1, 0.2) < 0 ? -1 : cmp_perf_stop(&p);
+    cmp_stop(&spinner, 1);
     if (n < 0) {
         snprintf(why, len, "perf stat -e raw_syscalls:sys_enter is refused here (see %s)", p.child.log);
         return 0;
