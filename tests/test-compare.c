@@ -33,17 +33,21 @@ static void must_contain(const char *text, const char *what) {
     if (!strstr(text, what)) FAIL("REPORT.md lacks \"%s\"", what);
 }
 
-/* The row of `label` in the table after `section`: its second cell must be
- * a number (the server is built in this tree). */
+/* The row of `label` in the table after `section` must hold a number in
+ * some cell (the server is built in this tree; a tool such as wrk may be
+ * missing, and its cells then say so). */
 static void row_has_number(const char *md, const char *section, const char *label) {
-    const char *p = strstr(md, section), *row;
+    const char *p = strstr(md, section), *row, *end;
     char pat[128];
     CHECK(p);
     snprintf(pat, sizeof(pat), "\n| %s | ", label);
     row = strstr(p, pat);
     if (!row) FAIL("no row \"%s\" after \"%s\"", label, section);
-    row += strlen(pat);
-    if (!(row[0] >= '1' && row[0] <= '9')) FAIL("row \"%s\" after \"%s\" has no number: %.120s", label, section, row);
+    row += strlen(pat) - 2;
+    end = strchr(row, '\n');
+    for (; row && row < end; row = strstr(row + 1, "| "))
+        if (row[2] >= '1' && row[2] <= '9') return;
+    FAIL("row \"%s\" after \"%s\" has no number", label, section);
 }
 
 static void check_svg(const char *dir, const char *name) {
