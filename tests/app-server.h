@@ -221,6 +221,35 @@ static inline void expect_exit(const char *bin, const char *const *args, int cod
 
 /* ---- clients ------------------------------------------------------------------------- */
 
+/* Byte `off` of message `msg` of client `id` in the echo tests: no period a
+ * lost or repeated chunk could hide in (a multiplicative hash of the offset). */
+static inline uint8_t echo_pat(unsigned id, unsigned msg, size_t off) {
+    return (uint8_t)((((uint32_t)off * 2654435761u) >> 24) ^ (id * 131u + msg * 29u + 1u));
+}
+
+/* Sends up to n bytes of message msg from offset off, without blocking:
+ * the bytes sent (0 when the socket is full); a send error fails the test. */
+static inline size_t echo_send(int fd, unsigned id, unsigned msg, size_t off, size_t n) {
+    static char buf[65536];
+    size_t i;
+    ssize_t w;
+    if (n > sizeof(buf)) n = sizeof(buf);
+    for (i = 0; i < n; i++) buf[i] = (char)echo_pat(id, msg, off + i);
+    w = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && errno == EAGAIN) return 0;
+    if (w < 0) FAIL("client %u: send: %s", id, strerror(errno));
+    return (size_t)w;
+}
+
+/* Checks n bytes received of message msg from offset off. */
+static inline void echo_check(const char *buf, size_t n, unsigned id, unsigned msg, size_t off) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((uint8_t)buf[i] != echo_pat(id, msg, off + i))
+            FAIL("client %u: message %u: byte %zu is wrong", id, msg, off + i);
+}
+
+
 /* A TCP connection to 127.0.0.1:port (close-on-exec); nonblock: the
  * connect may still be in progress. Returns the fd, or -errno. */
 static inline int connect_to(int port, int nonblock) {

@@ -37,10 +37,6 @@
 
 /* ---- clients --------------------------------------------------------------------------- */
 
-static uint8_t pat(unsigned id, unsigned msg, size_t off) {
-    return (uint8_t)(off ^ ((off >> 8) * 151u) ^ (id * 31u + msg * 17u));
-}
-
 enum { CONNECTING, RUNNING, DONE };
 
 typedef struct client {
@@ -51,30 +47,20 @@ typedef struct client {
 } client;
 
 static void client_send(client *c) {
-    static char buf[65536];
-    size_t n = c->size[c->msg] - c->sent, i;
-    ssize_t w;
-    if (n > sizeof(buf)) n = sizeof(buf);
-    for (i = 0; i < n; i++) buf[i] = (char)pat(c->id, c->msg, c->sent + i);
-    w = send(c->fd, buf, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EAGAIN) return;
-    if (w < 0) FAIL("client %u: send: %s", c->id, strerror(errno));
-    c->sent += (size_t)w;
+    c->sent += echo_send(c->fd, c->id, c->msg, c->sent, c->size[c->msg] - c->sent);
 }
 
 /* Reads and checks; returns the bytes read (0 at end of stream). */
 static ssize_t client_recv(client *c) {
     static char buf[65536];
-    ssize_t n = recv(c->fd, buf, sizeof(buf), 0), i;
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
     if (n < 0 && errno == EAGAIN) return -1;
     if (n < 0) FAIL("client %u: recv: %s (message %u, %zu/%zu bytes back)", c->id, strerror(errno), c->msg,
                     c->recvd, c->size[c->msg]);
     if (n == 0) return 0;
     if (c->msg >= c->nmsg || c->recvd + (size_t)n > c->size[c->msg])
         FAIL("client %u: %zd bytes more than it sent", c->id, n);
-    for (i = 0; i < n; i++)
-        if ((uint8_t)buf[i] != pat(c->id, c->msg, c->recvd + (size_t)i))
-            FAIL("client %u: message %u byte %zu differs", c->id, c->msg, c->recvd + (size_t)i);
+    echo_check(buf, (size_t)n, c->id, c->msg, c->recvd);
     c->recvd += (size_t)n;
     if (c->recvd == c->size[c->msg]) {
         c->msg++;

@@ -45,34 +45,20 @@ typedef struct client {
 
 /* Byte off of message msg of client id: no period a lost or repeated
  * chunk could hide in (a multiplicative hash of the offset). */
-static uint8_t pat(unsigned id, unsigned msg, size_t off) {
-    return (uint8_t)((((uint32_t)off * 2654435761u) >> 24) ^ (id * 131u + msg * 29u + 1u));
-}
-
 static void client_send(client *c) {
-    static char buf[65536];
-    size_t n = c->size[c->msg] - c->sent, i;
-    ssize_t w;
-    if (n > sizeof(buf)) n = sizeof(buf);
-    for (i = 0; i < n; i++) buf[i] = (char)pat(c->id, c->msg, c->sent + i);
-    w = send(c->fd, buf, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EAGAIN) return;
-    if (w < 0) FAIL("client %u: send: %s", c->id, strerror(errno));
-    c->sent += (size_t)w;
+    c->sent += echo_send(c->fd, c->id, c->msg, c->sent, c->size[c->msg] - c->sent);
 }
 
 /* Reads what is there and checks it; a message fully back starts the next. */
 static void client_recv(client *c) {
     static char buf[65536];
-    ssize_t n = recv(c->fd, buf, sizeof(buf), 0), i;
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
     if (n < 0 && errno == EAGAIN) return;
     if (n < 0) FAIL("client %u: recv: %s", c->id, strerror(errno));
     if (n == 0) FAIL("client %u: end of stream at byte %zu of message %u (%zu bytes)", c->id, c->recvd, c->msg,
                      c->size[c->msg]);
     if (c->recvd + (size_t)n > c->sent) FAIL("client %u: %zd bytes back, more than sent", c->id, n);
-    for (i = 0; i < n; i++)
-        if ((uint8_t)buf[i] != pat(c->id, c->msg, c->recvd + (size_t)i))
-            FAIL("client %u: message %u: byte %zu is wrong", c->id, c->msg, c->recvd + (size_t)i);
+    echo_check(buf, (size_t)n, c->id, c->msg, c->recvd);
     c->recvd += (size_t)n;
     if (c->recvd == c->size[c->msg]) {
         c->msg++;
