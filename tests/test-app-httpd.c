@@ -522,7 +522,7 @@ static const reject rejects[] = {
     {"garbage request line", 400, 1}, {"missing file", 404, 0},
     {"DELETE /plaintext", 405, 0},    {"Content-Length over 64 KiB", 413, 1},
     {"target over 8 KiB", 414, 1},    {"header line over 8 KiB", 431, 1},
-    {"101 headers", 431, 1},          {"Transfer-Encoding: gzip", 501, 1},
+    {"101 headers", 431, 1},          {"Transfer-Encoding: gzip", 400, 1},
     {"Content-Length and Transfer-Encoding", 400, 1},
     {"two Content-Lengths", 400, 1},  {"bad chunk size", 400, 1},
     {"HTTP/3.0", 505, 1},             {"HTTP/1.1 without Host", 400, 1},

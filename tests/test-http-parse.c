@@ -210,13 +210,13 @@ static const tcase cases[] = {
                            "10\r\n0123456789abcdef\r\n1\r\nX\r\n0\r\n\r\n", "413", 1, 1},
     {"chunked over limit, no handler", "POST /plaintext HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                                        "11\r\n0123456789abcdefX\r\n0\r\n\r\n", "413", 1, 1},
-    {"TE gzip", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "501", 1, 0},
+    {"TE gzip", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "400", 1, 0}, /* RFC 9112 6.3 (4) */
     {"TE gzip, chunked", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
      "501", 1, 0},
     {"TE chunked, gzip", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
-     "501", 1, 0},
+     "400", 1, 0},
     {"TE twice", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
-                 "\r\n0\r\n\r\n", "501", 1, 0},
+                 "\r\n0\r\n\r\n", "400", 1, 0}, /* chunked applied twice: invalid */
     {"CL and TE", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
                   "3\r\nabc\r\n0\r\n\r\n", "400", 1, 0},
     {"TE and CL", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
@@ -235,7 +235,7 @@ static const tcase cases[] = {
      "400", 1, 0},
     {"HTTP/2.0", "GET /plaintext HTTP/2.0\r\n\r\n", "505", 1, 0},
     {"HTTP/1.2", "GET /plaintext HTTP/1.2\r\nHost: x\r\n\r\n", "505", 1, 0},
-    {"HTTP/0.9", "GET /plaintext\r\n\r\n", "505", 1, 0},
+    {"HTTP/0.9", "GET /plaintext\r\n\r\n", "400", 1, 0}, /* no version: a malformed request line */
     {"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", "501", 1, 0},
     {"HEAD error", "HEAD /plaintext HTTP/1.1\r\n\r\n", "400h", 1, 0},
     {"after a rejected one", GET("/plaintext") "GET /a b c\r\n\r\n" GET("/json"), "200 400", 1, 0},

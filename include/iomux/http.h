@@ -43,23 +43,43 @@
  *
  * Rejected requests (the connection closes after the response, and nothing
  * pipelined behind is answered):
- *   400  malformed request line or header (llhttp's verdict), obs-fold
+ *   400  malformed request line or header (llhttp's verdict), a malformed
+ *        or missing HTTP version ("GET /" included: no HTTP/0.9), obs-fold
  *        (a header continued on the next line), an empty or non-token
- *        header name, no Host in HTTP/1.1, two Host headers, both
- *        Content-Length and Transfer-Encoding, a repeated Content-Length
- *        (even with the same value: llhttp refuses it, and so do we), a
- *        bad chunk size;
+ *        header name, no Host in HTTP/1.1, two Host headers, a Host value
+ *        that is not uri-host[:port] (RFC 9112 3.2), both Content-Length
+ *        and Transfer-Encoding, a repeated Content-Length (even with the
+ *        same value, or as a list "5, 5": llhttp refuses it, and so do we),
+ *        Transfer-Encoding whose last coding is not chunked ("gzip",
+ *        "chunked, gzip", an empty value; RFC 9112 6.3) or chunked twice,
+ *        Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1), a bad chunk size,
+ *        chunk data not followed by CRLF, chunk extensions over
+ *        cfg.max_header_line bytes on one chunk line (or, with the header
+ *        section, over cfg.max_header_bytes), and a header or trailer
+ *        section not ended by CRLF CRLF (bare CR or LF there);
  *   413  a body over cfg.max_body (declared by Content-Length: answered
  *        before the body is read; chunked: as soon as it goes over);
  *   414  a request target over cfg.max_uri bytes;
  *   431  a header line (name + ": " + value) over cfg.max_header_line, more
  *        than cfg.max_headers headers, or more than cfg.max_header_bytes
  *        of header lines ("name: value\r\n") in all;
- *   501  a Transfer-Encoding other than a single "chunked"; CONNECT;
- *   505  an HTTP version other than 1.0 and 1.1.
+ *   501  Transfer-Encoding with chunked last but another coding before it
+ *        ("gzip, chunked": we implement chunked only); CONNECT;
+ *   505  a well-formed HTTP version other than 1.0 and 1.1: HTTP/2.0, and
+ *        also HTTP/1.2 (a decision: RFC 9110 2.5 would let us serve it as
+ *        1.1, llhttp refuses it).
  * Also closing: 408 (a timeout, see the driver) and 500 (a handler that
  * answered nothing). Answered without closing: 404, 405 (with Allow), 304,
  * 301, and whatever a handler sends.
+ * Known deviations, inherited from llhttp 8.1 and failing closed (400):
+ * whitespace before ';' in a chunk line ("5 ;ext", BWS in RFC 9112
+ * 7.1.1) and a ';' after a chunk extension's value ("5;a=b;c=d"). A bare
+ * LF ends the request line (RFC 9112 2.2 allows it) but no other line.
+ * Bytes over 0x7f in the target are passed on (a path nothing matches).
+ * Empty header values are valid (an empty Host too, RFC 9110 7.2).
+ * "Connection: close" closes after the response in HTTP/1.0 too, even
+ * listed with keep-alive. tests/reliability/conformance/vectors.txt holds
+ * the corpus that checks all this.
  * "Expect: 100-continue" on an HTTP/1.1 request with a body gets an
  * interim "100 Continue" first. Upgrade requests are answered as plain
  * HTTP/1.1 (the Upgrade header is ignored, RFC 7230 6.7).

@@ -20,6 +20,11 @@ enum { REQ_IDLE = 0, REQ_HEADERS, REQ_BODY };
 /* The header piece being received (llhttp hands spans over in pieces). */
 enum { PIECE_NONE = 0, PIECE_FIELD, PIECE_VALUE };
 
+/* Why a callback paused llhttp (HPE_PAUSED): the feed loop checks the line
+ * end llhttp just accepted, then finishes the step (parse.c). A pause with
+ * PAUSE_NONE means: stop, the connection closes. */
+enum { PAUSE_NONE = 0, PAUSE_HEADERS, PAUSE_CHUNK, PAUSE_MESSAGE };
+
 /* A request being parsed: llhttp's state and a copy of the request line's
  * target, the headers and (when a handler is set) the body. The context
  * owns one (the scratch) that every feed starts with; only a request still
@@ -44,6 +49,12 @@ typedef struct iomux__http_req {
     uint8_t in_trailers;
     uint8_t have_method;
     char last_byte;            /* the last byte fed before this batch that was not SP or HTAB */
+    char tail[4];              /* the last 4 bytes fed before this batch (line-end checks) */
+    char version[4];           /* the request line's version digits ("1.1"), as received */
+    uint8_t version_len;       /* bytes of it kept (at most 4: 4 means too long) */
+    uint8_t version_done;      /* llhttp accepted the version */
+    uint8_t pause;             /* PAUSE_*: why on_*_complete paused */
+    uint32_t ext_bytes;        /* chunk extensions of the current chunk line */
 } iomux__http_req;
 
 /* An output segment: memory (fd < 0) with bytes [off, len) still to go,
@@ -160,6 +171,8 @@ void iomux__http_log(iomux_http_response *r, int status, uint64_t bytes);
 
 /* parse.c */
 void iomux__http_settings(llhttp_settings_t *st);
+int iomux__http_paused(iomux_http_session *s, iomux__http_req *req, const char *data, const char *pos);
+int iomux__http_version_status(const iomux__http_req *req);
 
 /* session.c */
 int iomux__http_answer(iomux_http_session *s, iomux__http_req *req);

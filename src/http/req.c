@@ -20,6 +20,10 @@ void iomux__http_req_reset(iomux__http_req *req) {
     req->piece_ended = 0;
     req->in_trailers = 0;
     req->have_method = 0;
+    req->version_len = 0;
+    req->version_done = 0;
+    req->pause = PAUSE_NONE;
+    req->ext_bytes = 0;
 }
 
 void iomux__http_req_release(iomux_http_ctx *ctx, iomux__http_req *req) {

@@ -100,7 +100,11 @@ int iomux__http_answer(iomux_http_session *s, iomux__http_req *req) {
     int rc;
     iomux__http_req_view(req, &v);
     resp_init(&r, s, req);
-    r.keep_alive = llhttp_should_keep_alive(&req->parser) && !(s->internal.flags & SESS_SHUTDOWN);
+    /* RFC 9112 9.3, 9.6: "close" among the connection options closes, in
+     * HTTP/1.0 too; llhttp_should_keep_alive() lets "keep-alive, close"
+     * keep an HTTP/1.0 connection open. */
+    r.keep_alive = llhttp_should_keep_alive(&req->parser) && !(req->parser.flags & F_CONNECTION_CLOSE) &&
+                   !(s->internal.flags & SESS_SHUTDOWN);
     rc = iomux__http_route(s, &v, &r);
     if (rc < 0 || r.failed) return -ENOMEM;
     if (!r.keep_alive) s->internal.flags |= SESS_CLOSING;
@@ -112,10 +116,13 @@ int iomux__http_interim_continue(iomux_http_session *s) {
     return iomux__http_out_write(s, line, sizeof(line) - 1);
 }
 
-static int status_of(llhttp_errno_t err) {
+static int status_of(const iomux__http_req *req, llhttp_errno_t err) {
     switch (err) {
-    case HPE_INVALID_TRANSFER_ENCODING: return 501;
-    case HPE_INVALID_VERSION: return 505;
+    /* llhttp's verdict on a request whose last transfer coding is not
+     * chunked ("chunked, gzip"): its length is unknown, 400 (RFC 9112 6.3
+     * (4), MUST; it was 501). */
+    case HPE_INVALID_TRANSFER_ENCODING: return 400;
+    case HPE_INVALID_VERSION: return iomux__http_version_status(req);
     default: return 400;
     }
 }
@@ -129,10 +136,32 @@ static void reject(iomux_http_session *s, const iomux__http_req *req, int status
 }
 
 /* Remembers the batch's last byte that is not OWS, for after_colon() in
- * parse.c to look back past the start of the next batch. */
+ * parse.c to look back past the start of the next batch, and its last 4
+ * bytes (with those before it), for the line-end check there. */
 static void note_tail(iomux__http_req *req, const char *data, size_t len) {
+    size_t keep = len < 4 ? 4 - len : 0, i;
+    memmove(req->tail, req->tail + 4 - keep, keep);
+    for (i = keep; i < 4; i++) req->tail[i] = data[len - (4 - i)];
     while (len > 0 && (data[len - 1] == ' ' || data[len - 1] == '\t')) len--;
     if (len > 0) req->last_byte = data[len - 1];
+}
+
+/* Runs llhttp over the batch; a callback that pauses it has the step
+ * finished by iomux__http_paused(), then parsing resumes where it
+ * stopped. Returns llhttp's last word (HPE_PAUSED: stop, closing). */
+static llhttp_errno_t execute(iomux_http_session *s, iomux__http_req *req, const char *data, size_t len) {
+    const char *p = data, *end = data + len;
+    for (;;) {
+        llhttp_errno_t err = llhttp_execute(&req->parser, p, (size_t)(end - p));
+        const char *pos;
+        int rc;
+        if (err != HPE_PAUSED) return err;
+        pos = llhttp_get_error_pos(&req->parser);
+        rc = iomux__http_paused(s, req, data, pos);
+        if (rc != 0) return (llhttp_errno_t)rc;
+        llhttp_resume(&req->parser);
+        p = pos;
+    }
 }
 
 iomux_http_next iomux_http_feed(iomux_http_session *s, const void *data, size_t len) {
@@ -142,10 +171,10 @@ iomux_http_next iomux_http_feed(iomux_http_session *s, const void *data, size_t 
     req = acquire(s);
     req->batch_start = data;
     req->batch_end = (const char *)data + len;
-    err = llhttp_execute(&req->parser, data, len);
+    err = execute(s, req, data, len);
     note_tail(req, data, len);
     if (err != HPE_OK && !(s->internal.flags & (SESS_CLOSING | SESS_ABORT)))
-        reject(s, req, req->status ? req->status : status_of(err));
+        reject(s, req, req->status ? req->status : status_of(req, err));
     settle(s);
     return next(s);
 }
