@@ -162,9 +162,10 @@ IOMUX_API int iomux_acceptor_active(const iomux_acceptor *a);
  * of at most 4 KiB, each one as if it arrived then).
  *
  * Writing. iomux_conn_write copies the bytes into the connection's write
- * queue (heap chunks of at least 16 KiB, from malloc: iomux has no public
- * allocator hook; small writes are appended to the last chunk, so they
- * leave in one send). iomux_conn_sendfile queues a file range in the same
+ * queue (chunks from the loop's allocator, iomux_config.allocator: the
+ * first is 256 B and the last grows by doubling up to 64 KiB while no send
+ * reads it; small writes are appended to it, so they leave in one send;
+ * a failed allocation refuses the write with -ENOMEM, nothing queued). iomux_conn_sendfile queues a file range in the same
  * order. One send op is in flight at a time (at most 64 KiB of queued
  * data, or 1 MiB of a file range, so progress is seen); when it completes
  * the next one gathers everything queued meanwhile. Writes made inside a

@@ -31,34 +31,33 @@ static int sel_init(iomux_loop *loop) {
 
 static void sel_free(iomux_loop *loop) {
     select_state *st = loop->bstate;
-    iomux__free(loop, st->rd);
-    iomux__free(loop, st->wr);
-    iomux__free(loop, st->ord);
-    iomux__free(loop, st->owr);
+    iomux__free(loop, st->rd); /* the block of all four bitmaps */
     iomux__free(loop, st);
     loop->bstate = NULL;
 }
 
-static int grow_words(iomux_loop *loop, word_t **arr, size_t old, size_t words) {
-    word_t *p = iomux__realloc(loop, *arr, words * sizeof(word_t));
-    if (!p) return -ENOMEM;
-    memset(p + old, 0, (words - old) * sizeof(word_t));
-    *arr = p;
-    return 0;
-}
-
-/* Grows all four bitmaps together so that they always have one size. */
+/* The four bitmaps share one block (rd, wr, ord, owr: `words` words each),
+ * so growing them is one allocation that succeeds or fails whole: four
+ * reallocs could fail after growing some, and every retry redid those. */
 static int sel_reserve(iomux_loop *loop, select_state *st, iomux_fd fd) {
-    size_t need = (size_t)fd / WBITS + 1, words = st->words ? st->words : 16;
-    int rc;
+    size_t need = (size_t)fd / WBITS + 1, words = st->words ? st->words : 16, old = st->words;
+    word_t *p;
     if (need <= st->words) return 0;
     while (words < need) words *= 2;
-    rc = grow_words(loop, &st->rd, st->words, words);
-    if (rc == 0) rc = grow_words(loop, &st->wr, st->words, words);
-    if (rc == 0) rc = grow_words(loop, &st->ord, st->words, words);
-    if (rc == 0) rc = grow_words(loop, &st->owr, st->words, words);
-    if (rc == 0) st->words = words;
-    return rc;
+    p = iomux__malloc(loop, 4 * words * sizeof(word_t));
+    if (!p) return -ENOMEM;
+    memset(p, 0, 4 * words * sizeof(word_t));
+    if (old) {
+        memcpy(p, st->rd, old * sizeof(word_t));
+        memcpy(p + words, st->wr, old * sizeof(word_t));
+    }
+    iomux__free(loop, st->rd);
+    st->rd = p;
+    st->wr = p + words;
+    st->ord = p + 2 * words;
+    st->owr = p + 3 * words;
+    st->words = words;
+    return 0;
 }
 
 static void put_bit(word_t *set, iomux_fd fd, int on) {

@@ -206,6 +206,10 @@ void iomux__op_cqe(iomux_loop *loop, iomux_op *op, int res, int more, void *buf)
 void iomux__ops_ready(iomux_loop *loop, iomux_fd fd, unsigned revents);
 /* The interest the ops queued on this fd need (IOMUX_IN/OUT). */
 unsigned iomux__ops_want(const iomux_loop *loop, const iomux__fdent *fe);
+/* Phase 4 could not give the backend the interest the fd's ops need
+ * (-ENOMEM growing its table, epoll's ENOSPC...): ends the ops waiting
+ * for readiness with err. */
+void iomux__ops_fail(iomux_loop *loop, iomux_fd fd, int err);
 /* Re-drives the fd's ops (after a pool buffer was released). */
 void iomux__ops_drive(iomux_loop *loop, iomux_fd fd);
 /* 1 if op is in the kernel with a cancel asked for and not yet done: the

@@ -247,6 +247,22 @@ void iomux__ops_ready(iomux_loop *loop, iomux_fd fd, unsigned revents) {
     if (fe->wq) drive_dir(loop, fd, 1);
 }
 
+/* Only the head of a blocked queue waits for readiness: it ends with err
+ * (a clear error instead of a silent hang); the ops behind it are driven
+ * as usual, so they get the next try at the interest (phase 4 again). */
+void iomux__ops_fail(iomux_loop *loop, iomux_fd fd, int err) {
+    iomux__fdent *fe = &loop->fds[fd];
+    int writer;
+    for (writer = 0; writer <= 1; writer++) {
+        iomux_op *op = writer ? fe->wq : fe->rq;
+        uint16_t blocked = writer ? FD_WBLOCKED : FD_RBLOCKED;
+        if (!op || op->internal.state != OP_QUEUED || !(op->internal.oflags & OF_EMUL) || !(fe->flags & blocked))
+            continue;
+        complete(loop, op, err, 0);
+        drive_dir(loop, fd, writer);
+    }
+}
+
 void iomux__ops_drive(iomux_loop *loop, iomux_fd fd) {
     loop->fds[fd].flags &= (uint16_t)~FD_BUFWAIT;
     drive_dir(loop, fd, 0);

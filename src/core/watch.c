@@ -160,9 +160,13 @@ static unsigned want_of(const iomux_loop *loop, const iomux__fdent *fe) {
     return m;
 }
 
-static void watch_fail(iomux_loop *loop, iomux__fdent *fe, int err) {
+static void watch_fail(iomux_loop *loop, iomux__fdent *fe, iomux_fd fd, int err) {
     iomux_watch *w = fe->w;
-    if (!w) return;
+    if (!w) {
+        /* ops drive the fd: the one waiting for readiness would wait forever */
+        iomux__ops_fail(loop, fd, err);
+        return;
+    }
     iomux_watch_stop(w);
     w->internal.error = err;
     w->internal.flags |= W_FAILED;
@@ -184,7 +188,7 @@ void iomux__watch_apply(iomux_loop *loop) {
         loop->stats.interest_updates++;
         if (rc < 0) {
             fe->have = 0;
-            watch_fail(loop, fe, rc);
+            watch_fail(loop, fe, fd, rc);
         } else {
             fe->have = (uint8_t)rc;
         }

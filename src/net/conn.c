@@ -49,7 +49,7 @@ static int hold(iomux_conn *c, const void *buf, size_t len) {
     if (have + len > cap) {
         iomux__conn_held *nh;
         cap = cap * 2 > have + len ? cap * 2 : have + len;
-        nh = realloc(h, sizeof(*nh) + cap);
+        nh = iomux__realloc(c->loop, h, sizeof(*nh) + cap);
         if (!nh) return -ENOMEM;
         if (!h) nh->off = 0;
         nh->len = have;
@@ -62,7 +62,7 @@ static int hold(iomux_conn *c, const void *buf, size_t len) {
 }
 
 static void drop_held(iomux_conn *c) {
-    free(c->internal.held);
+    iomux__free(c->loop, c->internal.held);
     c->internal.held = NULL;
 }
 
@@ -105,7 +105,7 @@ static void deliver_pending(iomux_conn *c) {
         c->internal.held = NULL; /* ours during the call: a close in on_data must not free it */
         deliver(c, h->data + h->off - n, n);
         if (h->off < h->len && !(c->internal.flags & (CF_CLOSING | CF_CLOSE_FD))) c->internal.held = h;
-        else free(h);
+        else iomux__free(c->loop, h);
     }
     if (c->internal.held || !(c->internal.flags & CF_EOF) || (c->internal.flags & CF_EOF_TOLD) ||
         !reading_wanted(c))
@@ -229,7 +229,13 @@ static void try_close(iomux_conn *c) {
     rc = iomux_close(c->loop, op, c->fd, close_cb);
     if (rc < 0) { /* cannot happen with a reserved fd; still, never leak it */
         close(c->fd);
-        if (iomux_timeout(c->loop, op, 0, close_cb) < 0) c->internal.flags |= CF_CLOSE_DONE;
+        if (iomux_timeout(c->loop, op, 0, close_cb) < 0) {
+            /* no callback will come for this op: mark it idle, or
+             * maybe_finish would wait for it forever */
+            if (op == &c->internal.rx) c->internal.rxs = RX_IDLE;
+            else c->internal.txs = TX_IDLE;
+            c->internal.flags |= CF_CLOSE_DONE;
+        }
     }
 }
 

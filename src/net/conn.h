@@ -5,6 +5,10 @@
 #define IOMUX_NET_CONN_H
 
 #include "iomux/net.h"
+/* The loop's allocator (iomux__malloc/realloc/free): the write queue and the
+ * held data come from iomux_config.allocator like the loop's own tables, so
+ * an allocator that fails reaches them too (tests/test-faults.c). */
+#include "../core/loop.h"
 
 /* One entry of the write queue: copied bytes (file < 0) or a file range. */
 struct iomux__conn_chunk {

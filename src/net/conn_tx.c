@@ -11,7 +11,10 @@
  * made a 64-byte echo cost a fresh 16 KiB of heap: with a thousand
  * connections glibc kept growing and trimming the top of the heap, and
  * the page faults took a third of the server's CPU. Small chunks come from
- * malloc's per-size caches and touch no new page. */
+ * malloc's per-size caches and touch no new page. Chunks come from the
+ * loop's allocator (iomux_config.allocator; malloc by default): a failed
+ * allocation refuses the write (-ENOMEM, nothing queued) and a failed
+ * growth falls back to a new chunk. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +27,9 @@
 #define SEND_MAX 65536
 #define FILE_MAX (1u << 20)
 
-static void chunk_free(iomux__conn_chunk *ch) {
+static void chunk_free(iomux_conn *c, iomux__conn_chunk *ch) {
     if (ch->file >= 0 && (ch->fflags & IOMUX_CONN_FILE_CLOSE)) close(ch->file);
-    free(ch);
+    iomux__free(c->loop, ch);
 }
 
 static void push(iomux_conn *c, iomux__conn_chunk *ch) {
@@ -40,7 +43,7 @@ static void pop(iomux_conn *c) {
     iomux__conn_chunk *ch = c->internal.head;
     c->internal.head = ch->next;
     if (!c->internal.head) c->internal.tail = NULL;
-    chunk_free(ch);
+    chunk_free(c, ch);
 }
 
 void iomux__conn_queue_free(iomux_conn *c) {
@@ -48,8 +51,8 @@ void iomux__conn_queue_free(iomux_conn *c) {
     c->internal.queued = 0;
 }
 
-static iomux__conn_chunk *chunk_new(size_t cap, int file) {
-    iomux__conn_chunk *ch = malloc(sizeof(*ch) + cap);
+static iomux__conn_chunk *chunk_new(iomux_conn *c, size_t cap, int file) {
+    iomux__conn_chunk *ch = iomux__malloc(c->loop, sizeof(*ch) + cap);
     if (!ch) return NULL;
     memset(ch, 0, sizeof(*ch));
     ch->cap = cap;
@@ -175,7 +178,7 @@ static iomux__conn_chunk *grow_tail(iomux_conn *c, size_t more) {
     cap = t->cap * 2 < SEND_MAX ? t->cap * 2 : SEND_MAX;
     if (cap < t->len + more) cap = t->len + more;
     while (*link != t) link = &(*link)->next; /* a short walk: chunks double */
-    nt = realloc(t, sizeof(*nt) + cap);
+    nt = iomux__realloc(c->loop, t, sizeof(*nt) + cap);
     if (!nt) return NULL;
     nt->cap = cap;
     *link = c->internal.tail = nt;
@@ -193,7 +196,7 @@ int iomux_conn_write(iomux_conn *c, const void *data, size_t len) {
     }
     if (take > len) take = len;
     if (len > take) { /* allocate first: on failure nothing is queued */
-        ch = chunk_new(len - take > CHUNK_FIRST ? len - take : CHUNK_FIRST, -1);
+        ch = chunk_new(c, len - take > CHUNK_FIRST ? len - take : CHUNK_FIRST, -1);
         if (!ch) return -ENOMEM;
     }
     if (take) {
@@ -217,7 +220,7 @@ int iomux_conn_sendfile(iomux_conn *c, iomux_fd file, int64_t offset, size_t len
         if (flags & IOMUX_CONN_FILE_CLOSE) close(file);
         return c->internal.queued > c->internal.high;
     }
-    ch = chunk_new(0, file);
+    ch = chunk_new(c, 0, file);
     if (!ch) return -ENOMEM;
     ch->len = len;
     ch->foff = offset;
