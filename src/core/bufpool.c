@@ -72,10 +72,21 @@ void iomux__buf_wait(iomux_loop *loop, iomux_op *op) {
  * speaks for a buffer by taking one (the emulation reads at once), or by
  * going to the kernel (which will pick one when its data lands); one that
  * finds no data gives its buffer back and waits for readiness instead. */
-void iomux_buf_release(iomux_loop *loop, void *buf) {
+static void wake(iomux_loop *loop) {
     iomux__bufpool *bp = &loop->pool;
     iomux__node *n;
-    unsigned spare;
+    unsigned spare = bp->nfree;
+    while (spare > 0 && (n = iomux__q_pop(&bp->waiters)) != NULL) {
+        iomux_op *op = iomux__container_of(n, iomux_op, internal.pend.node);
+        unsigned before = bp->nfree;
+        iomux__ops_drive(loop, op->internal.fd);
+        if (bp->nfree < before) spare = bp->nfree;
+        else if (op->internal.state == OP_KERNEL) spare--;
+    }
+}
+
+void iomux_buf_release(iomux_loop *loop, void *buf) {
+    iomux__bufpool *bp = &loop->pool;
     size_t off;
     if (!buf || !bp->base) return;
     off = (size_t)((char *)buf - bp->base);
@@ -86,12 +97,19 @@ void iomux_buf_release(iomux_loop *loop, void *buf) {
     } else {
         iomux__buf_put(loop, buf);
     }
-    spare = bp->nfree;
-    while (spare > 0 && (n = iomux__q_pop(&bp->waiters)) != NULL) {
-        iomux_op *op = iomux__container_of(n, iomux_op, internal.pend.node);
-        unsigned before = bp->nfree;
-        iomux__ops_drive(loop, op->internal.fd);
-        if (bp->nfree < before) spare = bp->nfree;
-        else if (op->internal.state == OP_KERNEL) spare--;
-    }
+    wake(loop);
+}
+
+/* On uring `nfree` counts a buffer as the kernel's until its completion is
+ * reaped, so with completions waiting (in the CQ or its overflow list) it
+ * is too high, and a recv that met an empty ring (-ENOBUFS) would go
+ * straight back to meet it again: with an 8-buffer ring and thousands of
+ * connections that fed the overflow it waited behind, and starved
+ * connections for seconds (tests/test-faults.c, smallring). Such a recv
+ * parks with the waiters instead (op.c) and is woken here, once per
+ * iteration after the completions were reaped, or by the next release. */
+void iomux__buf_kick(iomux_loop *loop) {
+    if (!loop->pool.kick) return;
+    loop->pool.kick = 0;
+    wake(loop);
 }

@@ -248,6 +248,7 @@ static int iterate(iomux_loop *loop, int mode) {
     ran += iomux__post_run(loop);                  /* 3 */
     ran += pending_run(loop, loop->max_pending);
     iomux__et_probe(loop);                         /* 4 */
+    iomux__buf_kick(loop);
     iomux__watch_apply(loop);
     timeout = wait_timeout(loop, mode, ran);       /* 5 */
     rc = backend_wait(loop, timeout);

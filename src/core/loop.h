@@ -49,6 +49,7 @@ typedef struct iomux__bufpool {
     unsigned *free;
     unsigned nfree;
     int ring;
+    int kick;             /* uring: a recv parked on -ENOBUFS; wake waiters next iteration */
     iomux__node waiters;  /* recv ops, linked through their pend node */
 } iomux__bufpool;
 
@@ -228,6 +229,7 @@ void *iomux__buf_take(iomux_loop *loop);               /* NULL if none free */
 void iomux__buf_put(iomux_loop *loop, void *buf);      /* untaken: no wake-up */
 void *iomux__buf_of_id(iomux_loop *loop, unsigned id); /* the kernel picked it */
 void iomux__buf_wait(iomux_loop *loop, iomux_op *op);  /* drive op on release */
+void iomux__buf_kick(iomux_loop *loop);                /* phase 4: wake recvs parked on -ENOBUFS */
 void iomux__bufpool_free(iomux_loop *loop);
 
 /* work.c: the thread pool. iomux__work_queue runs p->run(p) on a pool

@@ -301,8 +301,17 @@ static void cqe_send(iomux_loop *loop, iomux_op *op, int res) {
 static void cqe_recv(iomux_loop *loop, iomux_op *op, int res, int more, void *buf) {
     if (res == -ENOBUFS && (op->internal.oflags & OF_POOLBUF)) {
         /* An empty pool makes receiving wait (the data stays in the
-         * kernel), it is never the op's result: requeue it, where a cancel
-         * asked for meanwhile completes it with -ECANCELED. */
+         * kernel), it is never the op's result. Not resubmitted at once
+         * (see iomux__buf_kick): it waits for a buffer like any recv that
+         * finds the pool empty. A cancel asked for meanwhile completes it
+         * with -ECANCELED when requeued. */
+        if (op->internal.state == OP_KERNEL && !(op->internal.oflags & OF_CANCEL)) {
+            leave_kernel(op, OP_QUEUED);
+            loop->fds[op->internal.fd].flags |= FD_BUFWAIT;
+            iomux__buf_wait(loop, op);
+            loop->pool.kick = 1;
+            return;
+        }
         requeue(loop, op);
         return;
     }
