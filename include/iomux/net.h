@@ -183,7 +183,11 @@ IOMUX_API int iomux_acceptor_active(const iomux_acceptor *a);
  * for being above the mark (iomux_conn_write returns 1 then): stop writing
  * until on_drain if you produce data on your own. Reading in reply to the
  * peer, the queue stays within high watermark + what one on_data call
- * wrote.
+ * wrote. A side that writes on its own to a peer that echoes (or otherwise
+ * answers as it reads) can deadlock on the marks: both queues go high,
+ * both stop reading, and neither send can progress. Such a writer should
+ * set a high watermark it never reaches and pace itself on
+ * iomux_conn_queued() instead (tests/test-netloss.c's conn client does).
  *
  * Timers. One timer per connection (embedded: no allocation, ever) serves
  * both the idle timeout and the deadline. Activity (data received, a send

@@ -308,6 +308,32 @@ static void zc_cqe(iomux_loop *loop, iomux_op *op, const struct io_uring_cqe *cq
     iomux__op_cqe(loop, op, res, 0, NULL);
 }
 
+/* Linux (seen on 6.18) can lose a TCP reset for a multishot recv: after
+ * 32 buffers in a row it re-arms the recv's poll, and if the reset came
+ * before that, the recv reads the data left and then waits for a wake-up
+ * that already happened: its final CQE never comes (a FIN is not lost).
+ * So when a multishot recv that just delivered a long run of "socket not
+ * empty" CQEs reports the socket empty, look with poll(2): an error or a
+ * hang-up there means it may be stuck, so cancel it and drive it again; a
+ * new recv reports the error or the end of stream. Only after a run of
+ * RUN_CHECK or more (u.io.done counts it), so ping-pong traffic, where
+ * every CQE empties the socket, never pays the system call; a false alarm
+ * costs a resubmission. */
+#define RUN_CHECK 16
+
+static int mshot_stalled(iomux_op *op, const struct io_uring_cqe *cqe) {
+    struct pollfd p = {.fd = op->internal.fd, .events = POLLIN};
+    size_t run = op->internal.u.io.done;
+    if (op->internal.type != OPT_RECV || !(op->internal.oflags & OF_MULTISHOT)) return 0;
+    if (cqe->flags & IORING_CQE_F_SOCK_NONEMPTY) {
+        op->internal.u.io.done = run + 1;
+        return 0;
+    }
+    op->internal.u.io.done = 0;
+    if (run < RUN_CHECK || (op->internal.oflags & (OF_CANCEL | OF_REARM))) return 0;
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
 static void op_cqe(iomux_loop *loop, const struct io_uring_cqe *cqe) {
     iomux_op *op = (iomux_op *)(uintptr_t)cqe->user_data;
     int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
@@ -315,6 +341,14 @@ static void op_cqe(iomux_loop *loop, const struct io_uring_cqe *cqe) {
     if (op->internal.oflags & OF_ZC) {
         zc_cqe(loop, op, cqe);
         return;
+    }
+    if (more && mshot_stalled(op, cqe) && ur_cancel(loop, op) == 0) op->internal.oflags |= OF_REARM;
+    if (!more && (op->internal.oflags & OF_REARM)) {
+        op->internal.oflags &= (uint16_t)~OF_REARM;
+        if (cqe->res == -ECANCELED && !(op->internal.oflags & OF_CANCEL)) {
+            iomux__op_cqe(loop, op, -ENOBUFS, 0, NULL); /* driven again, as when the pool was empty */
+            return;
+        }
     }
     if (cqe->flags & IORING_CQE_F_BUFFER) buf = iomux__buf_of_id(loop, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
     iomux__op_cqe(loop, op, cqe->res, more, buf);

@@ -197,7 +197,8 @@ enum { /* op->internal.oflags */
     OF_STARTED = 1u << 5,    /* connect: connect() issued, now wait for OUT */
     OF_ZC = 1u << 6,         /* uring: a zero-copy send in the kernel */
     OF_ZC_HELD = 1u << 7,    /* uring: its result came; the kernel still holds the buffer */
-    OF_NOZC = 1u << 8        /* uring: zero-copy refused for this fd: send plainly */
+    OF_NOZC = 1u << 8,       /* uring: zero-copy refused for this fd: send plainly */
+    OF_REARM = 1u << 9       /* uring: a stalled multishot recv, cancelled to be driven again */
 };
 /* A completion from the backend (uring): res as the kernel gave it; `more`
  * if the kernel will post more for this op; `buf` the pool buffer picked by

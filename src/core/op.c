@@ -436,6 +436,7 @@ int iomux_recv(iomux_loop *loop, iomux_op *op, iomux_fd fd, void *buf, size_t le
     if (flags & IOMUX_OP_MULTISHOT) op->internal.oflags |= OF_MULTISHOT;
     op->internal.u.io.buf = buf;
     op->internal.u.io.len = buf ? len : loop->pool.size;
+    op->internal.u.io.done = 0; /* recv: uring counts a multishot's bursts in it */
     return op_launch(loop, op);
 }
 
