@@ -351,6 +351,97 @@ static void test_bad_root(void) {
     CHECK_EQ(iomux_http_ctx_new(&c, &cfg), -ENOTDIR);
 }
 
+/* Pipelined requests in one feed are answered only until the output holds
+ * IOMUX_HTTP_OUT_PAUSE_FILES open files (or IOMUX_HTTP_OUT_PAUSE bytes):
+ * the rest of the input is held, and each resume after the output was
+ * written answers the next batch, in order. Without this limit a client
+ * that pipelines file requests and never reads made one read open a file
+ * per request (tests/test-hostile.c, slowfile: 1,250 fds per client). */
+static void collect_all(iomux_http_session *s, reply *r) {
+    iomux_http_chunk v[4];
+    size_t n;
+    memset(r, 0, sizeof(*r));
+    while ((n = iomux_http_out_peek(s, 0, v, 4)) > 0) {
+        size_t used = 0;
+        for (size_t i = 0; i < n; i++) {
+            unsigned char *tmp = malloc(v[i].len + 1);
+            CHECK(tmp != NULL);
+            if (v[i].data) memcpy(tmp, v[i].data, v[i].len);
+            else CHECK_EQ(pread(v[i].fd, tmp, v[i].len, v[i].offset), (long long)v[i].len);
+            r->files += !v[i].data;
+            add_body(r, tmp, v[i].len);
+            used += v[i].len;
+            free(tmp);
+        }
+        iomux_http_out_consume(s, used);
+    }
+}
+
+static unsigned count_replies(const reply *r, const char *needle) {
+    unsigned n = 0;
+    const unsigned char *p = r->body, *end = r->body + r->body_len;
+    size_t k = strlen(needle);
+    while (p && (p = memmem(p, (size_t)(end - p), needle, k)) != NULL) {
+        n++;
+        p += k;
+    }
+    return n;
+}
+
+static void test_flow_control(void) {
+    enum { FILES = 40, PLAIN = 1000 };
+    static char in[PLAIN * 64];
+    const char *get_file = "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *get_plain = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t len = 0, total = 0, step;
+    unsigned rounds = 0, got = 0;
+    iomux_http_session s;
+    reply r;
+    for (int i = 0; i < FILES; i++) len += (size_t)sprintf(in + len, "%s", get_file);
+    iomux_http_session_init(&s, ctx);
+    CHECK_EQ(iomux_http_feed(&s, in, len), IOMUX_HTTP_CONTINUE);
+    for (;;) {
+        collect_all(&s, &r);
+        step = count_replies(&r, "Hello static\n");
+        CHECK_EQ(r.files, (int)step);
+        CHECK(step <= IOMUX_HTTP_OUT_PAUSE_FILES);
+        got += (unsigned)step;
+        free(r.body);
+        rounds++;
+        if (!iomux_http_input_held(&s)) break;
+        CHECK_EQ(step, IOMUX_HTTP_OUT_PAUSE_FILES);
+        CHECK_EQ(iomux_http_feed(&s, get_file, strlen(get_file)), IOMUX_HTTP_CONTINUE); /* appended */
+        CHECK_EQ(iomux_http_resume(&s), IOMUX_HTTP_CONTINUE);
+    }
+    CHECK_EQ(got, FILES + rounds - 1); /* every request, the appended ones too */
+    CHECK_EQ(rounds, (FILES + rounds - 1 + IOMUX_HTTP_OUT_PAUSE_FILES - 1) / IOMUX_HTTP_OUT_PAUSE_FILES);
+    iomux_http_session_close(&s);
+
+    /* by bytes: /plaintext answers are small; the pause comes at 64 KiB */
+    len = 0;
+    for (int i = 0; i < PLAIN; i++) len += (size_t)sprintf(in + len, "%s", get_plain);
+    iomux_http_session_init(&s, ctx);
+    CHECK_EQ(iomux_http_feed(&s, in, len), IOMUX_HTTP_CONTINUE);
+    CHECK(iomux_http_input_held(&s));
+    got = 0;
+    rounds = 0;
+    do {
+        rounds++;
+        CHECK(iomux_http_out_pending(&s) < IOMUX_HTTP_OUT_PAUSE + 512);
+        collect_all(&s, &r);
+        got += count_replies(&r, "HTTP/1.1 200");
+        total += r.body_len;
+        free(r.body);
+    } while (iomux_http_input_held(&s) && iomux_http_resume(&s) == IOMUX_HTTP_CONTINUE);
+    CHECK_EQ(got, PLAIN);
+    CHECK_EQ(rounds, (unsigned)((total + IOMUX_HTTP_OUT_PAUSE - 1) / IOMUX_HTTP_OUT_PAUSE)); /* ~64 KiB each */
+    /* a held session that closes drops what it held */
+    CHECK_EQ(iomux_http_feed(&s, in, len), IOMUX_HTTP_CONTINUE);
+    CHECK(iomux_http_input_held(&s));
+    iomux_http_session_close(&s);
+    CHECK(!iomux_http_input_held(&s));
+}
+
 int main(int argc, char **argv) {
     iomux_http_config cfg = {0};
     TEST_ARGS(argc, argv);
@@ -371,6 +462,7 @@ int main(int argc, char **argv) {
     RUN(test_builtins_first);
     RUN(test_handler_file);
     RUN(test_bad_root);
+    RUN(test_flow_control);
     iomux_http_ctx_free(ctx);
     remove_tree();
     return 0;

@@ -82,7 +82,13 @@ void httpd_serve(const app_options *o, void *app, iomux_fd fd) {
     set_timeout(fd, SO_SNDTIMEO, cfg.send_timeout_ms);
     iomux_http_session_init(&s, ctx);
     while (nx == IOMUX_HTTP_CONTINUE) {
-        ssize_t n = app_blocking_read(fd, buf, READ_BUF);
+        ssize_t n;
+        if (iomux_http_input_held(&s)) { /* the output was full: it is written now */
+            nx = iomux_http_resume(&s);
+            if (nx != IOMUX_HTTP_ABORT && send_out(fd, &s) < 0) nx = IOMUX_HTTP_ABORT;
+            continue;
+        }
+        n = app_blocking_read(fd, buf, READ_BUF);
         iomux_http_ctx_tick(ctx, now_ms());
         if (app_draining()) iomux_http_session_shutdown(&s);
         if (n > 0) nx = iomux_http_feed(&s, buf, (size_t)n);

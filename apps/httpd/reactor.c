@@ -203,6 +203,10 @@ static int step(hr_conn *c, iomux_http_next nx, int *answered) {
         if (r < 0) return -1;
         if (r == 1) return want(c, IOMUX_OUT) < 0 ? -1 : 0;
         if (c->state == CLOSING) return 1;
+        if (iomux_http_input_held(&c->s)) { /* the output was full: it is sent now */
+            nx = iomux_http_resume(&c->s);
+            continue;
+        }
         if (reads++ && !et) return want(c, IOMUX_IN) < 0 ? -1 : 0;
         r = read_once(c, &nx);
         if (r < 0) return -1;

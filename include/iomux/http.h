@@ -264,6 +264,7 @@ struct iomux_http_session {
         struct iomux__http_req *req;                 /* a request in progress, or NULL */
         struct iomux__http_seg *head, *tail;         /* the output list */
         size_t out_bytes;                            /* bytes in it */
+        struct iomux__http_held *held;               /* input not parsed yet, or NULL */
         unsigned flags;
     } internal;
 };
@@ -277,6 +278,20 @@ IOMUX_API void iomux_http_session_close(iomux_http_session *s);
 /* Parses len bytes and answers every request they complete. Never keeps a
  * pointer into data. */
 IOMUX_API iomux_http_next iomux_http_feed(iomux_http_session *s, const void *data, size_t len);
+
+/* Flow control. One feed answers requests only until the session's output
+ * holds IOMUX_HTTP_OUT_PAUSE bytes or IOMUX_HTTP_OUT_PAUSE_FILES open files
+ * (a client pipelining requests for files and never reading would
+ * otherwise make one read open a file per request: thousands). Then
+ * parsing stops, and the session copies the rest of the input and holds
+ * it: iomux_http_input_held() returns 1. Read nothing more; write the
+ * output, and when it is all written call iomux_http_resume(), which parses
+ * what was held (and may hold again). Bytes fed while input is held are
+ * appended to it. Held input is dropped once the session closes. */
+#define IOMUX_HTTP_OUT_PAUSE 65536
+#define IOMUX_HTTP_OUT_PAUSE_FILES 16
+IOMUX_API int iomux_http_input_held(const iomux_http_session *s);
+IOMUX_API iomux_http_next iomux_http_resume(iomux_http_session *s);
 
 /* The peer sent its last byte. A request cut short is dropped unanswered;
  * returns IOMUX_HTTP_CLOSE (ABORT as usual). */

@@ -57,6 +57,13 @@ typedef struct iomux__http_req {
     uint32_t ext_bytes;        /* chunk extensions of the current chunk line */
 } iomux__http_req;
 
+/* Input the session holds back while its output is over the limit: bytes
+ * [off, len) of data are still to be parsed (session.c). */
+typedef struct iomux__http_held {
+    size_t off, len;
+    char data[];
+} iomux__http_held;
+
 /* An output segment: memory (fd < 0) with bytes [off, len) still to go,
  * or bytes [off, len) of a file range starting at foff. */
 typedef struct iomux__http_seg {
@@ -97,7 +104,8 @@ struct iomux_http_ctx {
 enum {
     SESS_CLOSING = 1u << 0,  /* answer nothing more; close after the output */
     SESS_ABORT = 1u << 1,    /* close now */
-    SESS_SHUTDOWN = 1u << 2  /* the next response closes */
+    SESS_SHUTDOWN = 1u << 2, /* the next response closes */
+    SESS_FULL = 1u << 3      /* parsing stopped: the output is over the limit (session.c) */
 };
 
 /* The response being built for one request. */

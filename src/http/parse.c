@@ -296,13 +296,29 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     return req->keep_body ? append(p, at, n) : 0;
 }
 
+/* The output one feed may build up (IOMUX_HTTP_OUT_PAUSE in http.h): the
+ * list is short below these limits, so counting its files costs little. */
+static int output_full(const iomux_http_session *s) {
+    const iomux__http_seg *g;
+    unsigned files = 0;
+    if (s->internal.out_bytes >= IOMUX_HTTP_OUT_PAUSE) return 1;
+    for (g = s->internal.head; g; g = g->next)
+        if (g->fd >= 0 && ++files >= IOMUX_HTTP_OUT_PAUSE_FILES) return 1;
+    return 0;
+}
+
 /* Answers the request. After an answer that closes the connection, stop:
  * whatever was pipelined behind it is not answered. */
 static int message_done(iomux_http_session *s, iomux__http_req *req) {
     int rc = iomux__http_answer(s, req);
     iomux__http_req_reset(req);
     if (rc < 0) return oom(&req->parser);
-    return s->internal.flags & SESS_CLOSING ? HPE_PAUSED : 0;
+    if (s->internal.flags & SESS_CLOSING) return HPE_PAUSED;
+    if (output_full(s)) { /* the rest waits: iomux_http_resume() */
+        s->internal.flags |= SESS_FULL;
+        return HPE_PAUSED;
+    }
+    return 0;
 }
 
 /* A chunked body ends with an empty line that needs the same check as

@@ -99,8 +99,10 @@ static int set_timers(hconn *h, int answered) {
     return rc;
 }
 
-/* Acts on what the session said. */
-static void after(hconn *h, iomux_http_next nx) {
+/* Acts on what the session said. While the session holds input (its
+ * output was full) the connection is not read; on_drain resumes it once
+ * everything queued has gone. Returns 0 if the connection goes on. */
+static int after(hconn *h, iomux_http_next nx) {
     const iomux_http_config *cfg = iomux_http_ctx_config(h->s.ctx);
     int answered = iomux_http_out_pending(&h->s) > 0;
     if (nx == IOMUX_HTTP_ABORT || flush(h) < 0) {
@@ -112,7 +114,11 @@ static void after(hconn *h, iomux_http_next nx) {
         iomux_conn_close(&h->c, IOMUX_CONN_GRACEFUL);
     } else if (set_timers(h, answered) < 0) {
         iomux_conn_close(&h->c, IOMUX_CONN_ABORT);
+    } else {
+        if (iomux_http_input_held(&h->s)) iomux_conn_read_stop(&h->c);
+        return 0;
     }
+    return -1;
 }
 
 /* ---- connection callbacks ------------------------------------------------------------- */
@@ -130,7 +136,13 @@ static void on_eof(iomux_conn *c) {
 }
 
 static void on_drain(iomux_conn *c) {
+    iomux_http_server *srv = c->data;
     hconn *h = hconn_of(c);
+    if (iomux_http_input_held(&h->s) && iomux_conn_queued(c) == 0) {
+        iomux_http_ctx_tick(srv->ctx, iomux_now(c->loop));
+        if (after(h, iomux_http_resume(&h->s)) == 0 && !iomux_http_input_held(&h->s)) iomux_conn_read_start(c);
+        return;
+    }
     if (set_timers(h, 0) < 0) iomux_conn_close(c, IOMUX_CONN_ABORT);
 }
 

@@ -21,8 +21,14 @@ static void drop_req(iomux_http_session *s) {
     iomux__http_free(s->ctx, req);
 }
 
+static void drop_held(iomux_http_session *s) {
+    iomux__http_free(s->ctx, s->internal.held);
+    s->internal.held = NULL;
+}
+
 void iomux_http_session_close(iomux_http_session *s) {
     drop_req(s);
+    drop_held(s);
     iomux__http_out_clear(s);
     s->internal.flags |= SESS_CLOSING;
 }
@@ -148,8 +154,11 @@ static void note_tail(iomux__http_req *req, const char *data, size_t len) {
 
 /* Runs llhttp over the batch; a callback that pauses it has the step
  * finished by iomux__http_paused(), then parsing resumes where it
- * stopped. Returns llhttp's last word (HPE_PAUSED: stop, closing). */
-static llhttp_errno_t execute(iomux_http_session *s, iomux__http_req *req, const char *data, size_t len) {
+ * stopped. Returns llhttp's last word (HPE_PAUSED: stop, closing), or
+ * HPE_OK with *rest set where a request ended and the output was full
+ * (SESS_FULL, set by message_done in parse.c). */
+static llhttp_errno_t execute(iomux_http_session *s, iomux__http_req *req, const char *data, size_t len,
+                              const char **rest) {
     const char *p = data, *end = data + len;
     for (;;) {
         llhttp_errno_t err = llhttp_execute(&req->parser, p, (size_t)(end - p));
@@ -157,25 +166,87 @@ static llhttp_errno_t execute(iomux_http_session *s, iomux__http_req *req, const
         int rc;
         if (err != HPE_PAUSED) return err;
         pos = llhttp_get_error_pos(&req->parser);
-        rc = iomux__http_paused(s, req, data, pos);
+        rc = s->internal.flags & SESS_FULL ? HPE_PAUSED : iomux__http_paused(s, req, data, pos);
+        if (rc == HPE_PAUSED && (s->internal.flags & SESS_FULL)) {
+            s->internal.flags &= ~(unsigned)SESS_FULL;
+            if (pos < end) *rest = pos;
+            return HPE_OK;
+        }
         if (rc != 0) return (llhttp_errno_t)rc;
         llhttp_resume(&req->parser);
         p = pos;
     }
 }
 
-iomux_http_next iomux_http_feed(iomux_http_session *s, const void *data, size_t len) {
-    iomux__http_req *req;
+static void fail_oom(iomux_http_session *s) {
+    drop_req(s);
+    drop_held(s);
+    s->internal.flags |= SESS_ABORT;
+}
+
+/* Parses and answers; returns where parsing stopped because the output
+ * was full, or NULL when every byte was parsed. */
+static const char *parse(iomux_http_session *s, const char *data, size_t len) {
+    iomux__http_req *req = acquire(s);
+    const char *rest = NULL;
     llhttp_errno_t err;
-    if ((s->internal.flags & (SESS_CLOSING | SESS_ABORT)) || len == 0) return next(s);
-    req = acquire(s);
     req->batch_start = data;
-    req->batch_end = (const char *)data + len;
-    err = execute(s, req, data, len);
-    note_tail(req, data, len);
+    req->batch_end = data + len;
+    err = execute(s, req, data, len, &rest);
+    note_tail(req, data, rest ? (size_t)(rest - data) : len);
     if (err != HPE_OK && !(s->internal.flags & (SESS_CLOSING | SESS_ABORT)))
         reject(s, req, req->status ? req->status : status_of(req, err));
     settle(s);
+    return rest;
+}
+
+/* Appends n bytes to the held input (a new block: holding is rare, and
+ * keeping the rest where parsing stopped copies nothing per resume). */
+static void hold(iomux_http_session *s, const char *p, size_t n) {
+    iomux__http_held *h = s->internal.held, *nh;
+    size_t have = h ? h->len - h->off : 0;
+    nh = iomux__http_malloc(s->ctx, sizeof(*nh) + have + n);
+    if (!nh) {
+        fail_oom(s);
+        return;
+    }
+    nh->off = 0;
+    nh->len = have + n;
+    if (have) memcpy(nh->data, h->data + h->off, have);
+    memcpy(nh->data + have, p, n);
+    iomux__http_free(s->ctx, h);
+    s->internal.held = nh;
+}
+
+iomux_http_next iomux_http_feed(iomux_http_session *s, const void *data, size_t len) {
+    const char *rest;
+    if ((s->internal.flags & (SESS_CLOSING | SESS_ABORT)) || len == 0) return next(s);
+    if (s->internal.held) {
+        hold(s, data, len); /* behind what is held: order is kept */
+        return next(s);
+    }
+    rest = parse(s, data, len);
+    if (rest && !(s->internal.flags & (SESS_CLOSING | SESS_ABORT)))
+        hold(s, rest, (size_t)((const char *)data + len - rest));
+    return next(s);
+}
+
+int iomux_http_input_held(const iomux_http_session *s) {
+    return s->internal.held != NULL && !(s->internal.flags & (SESS_CLOSING | SESS_ABORT));
+}
+
+iomux_http_next iomux_http_resume(iomux_http_session *s) {
+    iomux__http_held *h = s->internal.held;
+    const char *rest;
+    if (!h) return next(s);
+    if (!(s->internal.flags & (SESS_CLOSING | SESS_ABORT))) {
+        rest = parse(s, h->data + h->off, h->len - h->off);
+        if (rest && !(s->internal.flags & (SESS_CLOSING | SESS_ABORT))) {
+            h->off = (size_t)(rest - h->data);
+            return next(s);
+        }
+    }
+    drop_held(s);
     return next(s);
 }
 
