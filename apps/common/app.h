@@ -77,7 +77,11 @@
  *    then exits 1 with a message.
  * "Idle", for the apps: nothing left to send and nothing received for
  * opt->drain_idle_ms (--drain-idle-ms, default 100). A connection that
- * keeps talking is served until the deadline.
+ * keeps talking is served until the deadline. Except iomux-httpd's event
+ * models: a connection between requests is closed at once (HTTP lets a
+ * server close an idle keep-alive connection at any time; a request the
+ * client had sent and the server not yet read then meets the close, as
+ * with nginx: tests/test-hostile.c, drain-*, counts these).
  *
  * Threads: every hook of an event model runs on its loop's thread; hooks of
  * different loops run concurrently. hooks.serve runs on the connection's

@@ -81,7 +81,8 @@ static void common_options(const app_spec *spec, parsed *p, app_option t[OPT_COU
         [OPT_DRAIN_MS] = {"drain-ms", APP_OPT_UINT, &o->drain_ms, 0, 3600000, "MS",
                           "on SIGINT/SIGTERM, close connections still busy after MS (default 5000)", NULL},
         [OPT_DRAIN_IDLE] = {"drain-idle-ms", APP_OPT_UINT, &o->drain_idle_ms, 1, 60000, "MS",
-                            "while draining, a connection quiet for MS is idle and closed (default 100)", NULL},
+                            "while draining, a connection quiet for MS is idle and closed (default 100;\n"
+                            "                         iomux-httpd's event models close one between requests at once)", NULL},
         [OPT_COUNT] = {NULL, APP_OPT_FLAG, NULL, 0, 0, NULL, NULL, NULL},
     };
     memcpy(t, opts, sizeof(opts));
