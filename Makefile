@@ -8,7 +8,7 @@ CMAKE_ARGS ?=
 BUILD_CMD   = cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null && \
               cmake --build $(BUILD) -j $(JOBS)
 
-.PHONY: all deps deps-run run test test-normal test-asan test-tsan install clean
+.PHONY: all deps deps-run run test test-normal test-asan test-tsan test-fuzz install clean
 
 all: deps
 	$(BUILD_CMD)
@@ -24,8 +24,8 @@ run: deps-run
 	$(BUILD_CMD)
 	$(BUILD)/bench/compare/iomux-compare --quick
 
-test: test-normal test-asan test-tsan
-	@echo "make test: all suites passed (normal, address+undefined, thread)"
+test: test-normal test-asan test-tsan test-fuzz
+	@echo "make test: all suites passed (normal, address+undefined, thread, fuzz)"
 
 test-normal: all
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
@@ -44,8 +44,20 @@ test-tsan: deps
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	    ctest --test-dir $(BUILD)-tsan --output-on-failure -j $(JOBS) -L threads
 
+# The fuzzers (tests/fuzz) under libFuzzer: a clang build with coverage,
+# ASan and UBSan, each fuzzer run IOMUX_FUZZ_SECONDS (default 20) seconds
+# over a copy of its committed corpus. Longer: IOMUX_FUZZ_SECONDS=3600 make test-fuzz
+# (or see tests/fuzz/run.sh to run one fuzzer by hand).
+FUZZ_CC ?= clang
+test-fuzz: deps
+	CC=$(FUZZ_CC) cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIOMUX_FUZZ=ON \
+	      -DIOMUX_SANITIZE=address,undefined -DIOMUX_BUILD_BENCH=OFF $(CMAKE_ARGS) >/dev/null
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target iomux-fuzzers
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest --test-dir $(BUILD)-fuzz --output-on-failure -j $(JOBS) -L '^fuzz$$'
+
 install: all
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz

@@ -373,6 +373,9 @@ static void ms_cb(iomux_op *op) {
     m->final++;
     m->final_result = op->result;
     m->final_flags = op->flags;
+    /* no data, no buffer: not the last MORE call's again (a caller that
+     * releases op->buf when it is set must not release that one twice) */
+    if (op->result <= 0) CHECK(op->buf == NULL);
     m->final_active = iomux_op_active(op);
 }
 

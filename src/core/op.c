@@ -95,6 +95,9 @@ static void complete(iomux_loop *loop, iomux_op *op, int64_t res, int more) {
 static void final_callback(iomux_loop *loop, iomux_op *op) {
     op->internal.state = OP_IDLE;
     op->flags = 0;
+    /* A pool recv hands over a buffer only with data: a multishot's last
+     * MORE buffer must not show again in its final (cancelled) callback. */
+    if ((op->internal.oflags & OF_POOLBUF) && op->result <= 0) op->buf = NULL;
     loop->active--;
     op->cb(op);
 }
