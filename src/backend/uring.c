@@ -24,7 +24,7 @@
 
 #include "../core/loop.h"
 
-enum { TAG_OP = 0, TAG_POLL = 1, TAG_IGNORE = 2, TAG_CANCEL = 3 };
+enum { TAG_OP = 0, TAG_POLL = 1, TAG_REMOVE = 2, TAG_CANCEL = 3 };
 #define TAG_MASK 7u
 #define GEN_MASK 0x1fffffffu
 #define GEN_DEAD 0x80000000u /* the kernel refused this fd: park it */
@@ -145,6 +145,17 @@ static int gen_reserve(iomux_loop *loop, uring_state *st, iomux_fd fd) {
     return rc;
 }
 
+/* Takes back the poll whose user_data is ud. Its own CQE carries ud with
+ * TAG_REMOVE, so that a removal the kernel refuses with -EALREADY is
+ * tried again (see remove_cqe). Returns -EBUSY if no SQE is free. */
+static int poll_remove(uring_state *st, uint64_t ud) {
+    struct io_uring_sqe *sqe = sqe_get(st);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_poll_remove(sqe, ud);
+    io_uring_sqe_set_data64(sqe, (ud & ~(uint64_t)TAG_MASK) | TAG_REMOVE);
+    return 0;
+}
+
 static int ur_update(iomux_loop *loop, iomux_fd fd, unsigned have, unsigned want) {
     uring_state *st = loop->bstate;
     struct io_uring_sqe *sqe;
@@ -153,10 +164,8 @@ static int ur_update(iomux_loop *loop, iomux_fd fd, unsigned have, unsigned want
     if (rc < 0) return rc;
     if (have & IOMUX__FRESH) st->gen[fd] &= ~GEN_DEAD;
     if ((have & IOMUX__ADDED) && (have & (IOMUX_IN | IOMUX_OUT)) && !(st->gen[fd] & GEN_DEAD)) {
-        sqe = sqe_get(st); /* a poll is armed in the kernel: take it back */
-        if (!sqe) return -EBUSY;
-        io_uring_prep_poll_remove(sqe, poll_ud(fd, st->gen[fd]));
-        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+        /* a poll is armed in the kernel: take it back */
+        if (poll_remove(st, poll_ud(fd, st->gen[fd])) < 0) return -EBUSY;
     }
     st->gen[fd] = ((st->gen[fd] + 1) & GEN_MASK) | (st->gen[fd] & GEN_DEAD);
     if (!(want & (IOMUX_IN | IOMUX_OUT))) return 0;
@@ -175,7 +184,13 @@ static int poll_cqe(iomux_loop *loop, uring_state *st, const struct io_uring_cqe
     iomux_fd fd = (iomux_fd)(cqe->user_data >> 32);
     uint32_t gen = (uint32_t)(cqe->user_data >> 3) & GEN_MASK;
     unsigned r;
-    if ((size_t)fd >= st->gen_cap || (st->gen[fd] & GEN_MASK) != gen) return 0; /* replaced */
+    if ((size_t)fd >= st->gen_cap || (st->gen[fd] & GEN_MASK) != gen) {
+        /* Replaced. A multishot poll still armed here escaped its removal:
+         * it holds the file, so a closed socket would live on (its peer
+         * never sees the end). Take it back now. */
+        if (cqe->flags & IORING_CQE_F_MORE) poll_remove(st, cqe->user_data);
+        return 0;
+    }
     if (cqe->res < 0) {
         /* The kernel refused the fd (closed while watched...): report it
          * once and park it, as poll does with POLLNVAL, rather than re-arm
@@ -407,8 +422,15 @@ static int dispatch(iomux_loop *loop, uring_state *st, const struct io_uring_cqe
     case TAG_CANCEL:
         cancel_cqe(loop, cqe);
         return 0;
+    case TAG_REMOVE:
+        /* -EALREADY: the poll was running (a multishot one delivering an
+         * event) and stays armed: try again. Seen with ET watchers stopped
+         * and their fd closed: the socket outlived its fd, and its peer
+         * waited for an EOF forever (tests/fuzz, fuzz-loop). */
+        if (cqe->res == -EALREADY) poll_remove(st, (cqe->user_data & ~(uint64_t)TAG_MASK) | TAG_POLL);
+        return 0;
     default:
-        return 0; /* the CQE of a poll removal */
+        return 0;
     }
 }
 
