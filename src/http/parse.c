@@ -36,15 +36,35 @@ static int append(llhttp_t *p, const char *at, size_t n) {
 
 static int on_message_begin(llhttp_t *p) {
     req_of(p)->state = REQ_HEADERS;
+    /* llhttp keeps the version of the message before: a request refused
+     * before its own version must not show that one's. */
+    p->http_major = p->http_minor = 0;
     return 0;
+}
+
+/* RFC 9112 3.2: a request-target holds no whitespace or control byte;
+ * llhttp lets HTAB and FF through (they reached handlers and the log). */
+static size_t visible_prefix(const char *at, size_t n) {
+    size_t i = 0;
+    while (i < n && (unsigned char)at[i] > 0x20 && at[i] != 0x7f) i++;
+    return i;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
     iomux__http_req *req = req_of(p);
+    uint32_t max = sess_of(p)->ctx->cfg.max_uri;
+    size_t keep = visible_prefix(at, n);
+    int status = keep < n ? 400 : 0;
     req->have_method = 1;
-    if (req->url_len + n > sess_of(p)->ctx->cfg.max_uri) return fail(req, 414);
-    req->url_len += (uint32_t)n;
-    return append(p, at, n);
+    if (req->url_len + keep > max) {
+        keep = max - req->url_len;
+        status = 414;
+    }
+    /* Keep what is valid and fits, so that the log shows the same prefix
+     * however the target was split. */
+    req->url_len += (uint32_t)keep;
+    if (append(p, at, keep)) return HPE_USER;
+    return status ? fail(req, status) : 0;
 }
 
 /* Trailers (after a chunked body) are counted against the header limit

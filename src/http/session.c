@@ -152,6 +152,25 @@ static void note_tail(iomux__http_req *req, const char *data, size_t len) {
     if (len > 0) req->last_byte = data[len - 1];
 }
 
+/* llhttp hands a span (the target, a header name or value) to its callback
+ * when the span ends or the feed does, but not when it finds an error
+ * inside the span. A feed that ended inside the span handed its first part
+ * over, and the limits and the method check saw it; so hand the part before
+ * the error over now, and the answer (414 or 431 for a limit crossed before
+ * the error, a HEAD's missing body) is the same however the bytes were
+ * split. Only up to a control byte: llhttp may have taken one into the span
+ * that a split feed never hands over (on_url refuses them anyway). */
+typedef int (*span_cb)(llhttp_t *p, const char *start, const char *end);
+
+static void flush_span(iomux__http_req *req) {
+    llhttp_t *p = &req->parser;
+    const char *start = p->_span_pos0, *pos = llhttp_get_error_pos(p), *q = start;
+    if (!start || !p->_span_cb0 || !pos || pos < start) return;
+    while (q < pos && ((unsigned char)*q >= 0x20 || *q == '\t') && *q != 0x7f) q++;
+    p->_span_pos0 = NULL;
+    if (q > start) ((span_cb)p->_span_cb0)(p, start, q);
+}
+
 /* Runs llhttp over the batch; a callback that pauses it has the step
  * finished by iomux__http_paused(), then parsing resumes where it
  * stopped. Returns llhttp's last word (HPE_PAUSED: stop, closing), or
@@ -193,6 +212,7 @@ static const char *parse(iomux_http_session *s, const char *data, size_t len) {
     req->batch_start = data;
     req->batch_end = data + len;
     err = execute(s, req, data, len, &rest);
+    if (err != HPE_OK && err != HPE_USER && err != HPE_PAUSED) flush_span(req);
     note_tail(req, data, rest ? (size_t)(rest - data) : len);
     if (err != HPE_OK && !(s->internal.flags & (SESS_CLOSING | SESS_ABORT)))
         reject(s, req, req->status ? req->status : status_of(req, err));
