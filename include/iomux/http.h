@@ -43,7 +43,9 @@
  *
  * Rejected requests (the connection closes after the response, and nothing
  * pipelined behind is answered):
- *   400  malformed request line or header (llhttp's verdict), a malformed
+ *   400  malformed request line or header (llhttp's verdict), a control
+ *        byte, HTAB or FF in the request target (RFC 9112 3.2: llhttp lets
+ *        HTAB and FF through), a malformed
  *        or missing HTTP version ("GET /" included: no HTTP/0.9), obs-fold
  *        (a header continued on the next line), an empty or non-token
  *        header name, no Host in HTTP/1.1, two Host headers, a Host value
@@ -71,6 +73,9 @@
  * Also closing: 408 (a timeout, see the driver) and 500 (a handler that
  * answered nothing). Answered without closing: 404, 405 (with Allow), 304,
  * 301, and whatever a handler sends.
+ * The answer does not depend on how the bytes were split between feeds
+ * (fuzz-http-parse checks it): a limit crossed before an invalid byte is
+ * 414 or 431 either way.
  * Known deviations, inherited from llhttp 8.1 and failing closed (400):
  * whitespace before ';' in a chunk line ("5 ;ext", BWS in RFC 9112
  * 7.1.1) and a ';' after a chunk extension's value ("5;a=b;c=d"). A bare
