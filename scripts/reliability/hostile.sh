@@ -3,8 +3,7 @@
 # tests/test-hostile.c on every event model at full size
 # (IOMUX_HOSTILE_FULL=1: 4,000 slowloris / slow-body attackers, 100 + 400
 # slow readers, 10 RST storms of 10,000 connections with 1,000 resets,
-# 4 s of load before SIGTERM), including the slowfile scenarios that ctest
-# keeps disabled while their bug is open. With a second build directory
+# 4 s of load before SIGTERM), the slowfile scenarios included. With a second build directory
 # (configured with -DIOMUX_SANITIZE=address,undefined), the RST storms and
 # the drains also run there, so LeakSanitizer checks the server's exit.
 #
