@@ -65,7 +65,8 @@
 #define P99_CEIL_US 200000.0
 #define RSS_PER_CONN_KIB 16  /* per attacker: a struct, a parser, a partial request */
 #define SLOWREAD_KIB 1024    /* per slow reader: watermarks + the responses to one read */
-#define SLOWFILE_FDS 64      /* per slow reader: open files queued for it */
+#define SLOWFILE_FDS 20      /* per slow reader: open files queued for it (the session answers
+                               * at most IOMUX_HTTP_OUT_PAUSE_FILES = 16 per read), its socket */
 
 static const char *g_httpd, *g_load;
 static int g_full;
