@@ -28,6 +28,7 @@
 #define IOMUX_TEST_APP_SERVER_H
 
 #include <dirent.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <strings.h>
@@ -371,6 +372,43 @@ static inline long proc_group_rss_kib(pid_t pgid) {
 
 static inline long proc_group_cpu_ms(pid_t pgid) {
     return proc_group_sum(pgid, 1);
+}
+
+/* ---- a scratch directory with a document root, removed at exit ---------------------------- */
+
+static char g_dir[64];   /* the scratch directory (root/ and whatever else the test puts there) */
+static char g_root[128]; /* g_dir/root */
+
+static inline void put_file(const char *rel, const void *data, size_t len) {
+    char path[256];
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/%s", g_root, rel);
+    if (!(f = fopen(path, "wb"))) FAIL("%s: %s", path, strerror(errno));
+    CHECK_EQ(fwrite(data, 1, len, f), len);
+    CHECK_EQ(fclose(f), 0);
+}
+
+static inline int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static inline void remove_dir(void) {
+    if (g_dir[0]) nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    g_dir[0] = '\0';
+}
+
+/* Creates g_dir from a mkdtemp template ("/tmp/name-XXXXXX") and g_root in
+ * it, both removed at exit. */
+static inline void make_scratch(const char *tmpl) {
+    snprintf(g_dir, sizeof(g_dir), "%s", tmpl);
+    if (!mkdtemp(g_dir)) FAIL("mkdtemp: %s", strerror(errno));
+    atexit(remove_dir);
+    snprintf(g_root, sizeof(g_root), "%s/root", g_dir);
+    CHECK_SYS(mkdir(g_root, 0755));
 }
 
 #endif

@@ -31,7 +31,6 @@
  * lines (exit 2). Every wait is bounded. A third argument (curl, pipeline,
  * rejects, paths, timeouts, backpressure) runs only that step of a model
  * scenario, then the drain. */
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -53,8 +52,6 @@
 #define CURL "/usr/bin/curl"
 
 static const char *g_bin;
-static char g_dir[64];   /* the scratch directory: root/ and curl's files */
-static char g_root[128];
 static unsigned char *g_big;
 static const char small_txt[] = "a small file\n";
 static const char index_html[] = "<p>the index</p>\n";
@@ -101,40 +98,13 @@ static void sleep_ms(unsigned ms) {
 
 /* ---- the root directory ----------------------------------------------------------- */
 
-static void put_file(const char *rel, const void *data, size_t len) {
-    char path[256];
-    FILE *f;
-    snprintf(path, sizeof(path), "%s/%s", g_root, rel);
-    f = fopen(path, "wb");
-    if (!f) FAIL("%s: %s", path, strerror(errno));
-    CHECK_EQ(fwrite(data, 1, len, f), len);
-    CHECK_EQ(fclose(f), 0);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_dir(void) {
-    if (g_dir[0]) nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    g_dir[0] = '\0';
-}
-
 /* g_dir/root: big.bin (1 MiB pseudo-random), small.txt, sub/index.html,
  * out-link -> /etc/passwd, in-link -> small.txt. Removed at exit. */
 static void make_root(void) {
     uint64_t x = 0x9e3779b97f4a7c15u;
     char path[256];
     size_t i;
-    strcpy(g_dir, "/tmp/iomux-httpd-test-XXXXXX");
-    if (!mkdtemp(g_dir)) FAIL("mkdtemp: %s", strerror(errno));
-    atexit(remove_dir);
-    snprintf(g_root, sizeof(g_root), "%s/root", g_dir);
-    CHECK_SYS(mkdir(g_root, 0755));
+    make_scratch("/tmp/iomux-httpd-test-XXXXXX");
     g_big = malloc(BIG_SIZE);
     CHECK(g_big);
     for (i = 0; i < BIG_SIZE; i++) {

@@ -40,7 +40,6 @@
  * ones (10 RST storms, 4,000 attackers, 400 slow readers, longer loads). IOMUX_HOSTILE_SEED=N fixes the RST storm's
  * random choices. Exit 77 when a tool (slowhttptest, wrk) or io_uring is
  * missing. Every wait is bounded; children are killed on every exit path. */
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -70,8 +69,6 @@
 
 static const char *g_httpd, *g_load;
 static int g_full;
-static char g_dir[64];
-static char g_root[128];
 static unsigned char *g_big;
 static const char get_plain[] = "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n";
 static const char get_big[] = "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -158,36 +155,10 @@ static void kid_free(server *k) {
 
 /* ---- the root directory ------------------------------------------------------------- */
 
-static void put_file(const char *rel, const void *data, size_t len) {
-    char path[256];
-    FILE *f;
-    snprintf(path, sizeof(path), "%s/%s", g_root, rel);
-    if (!(f = fopen(path, "wb"))) FAIL("%s: %s", path, strerror(errno));
-    CHECK_EQ(fwrite(data, 1, len, f), len);
-    CHECK_EQ(fclose(f), 0);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_dir(void) {
-    if (g_dir[0]) nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    g_dir[0] = '\0';
-}
-
 /* g_dir/root: big.bin (1 MiB pseudo-random), small.txt. */
 static void make_root(void) {
     uint64_t x = 0x2545f4914f6cdd1du;
-    strcpy(g_dir, "/tmp/iomux-hostile-XXXXXX");
-    if (!mkdtemp(g_dir)) FAIL("mkdtemp: %s", strerror(errno));
-    atexit(remove_dir);
-    snprintf(g_root, sizeof(g_root), "%s/root", g_dir);
-    CHECK_SYS(mkdir(g_root, 0755));
+    make_scratch("/tmp/iomux-hostile-XXXXXX");
     CHECK((g_big = malloc(BIG_SIZE)));
     for (size_t i = 0; i < BIG_SIZE; i++) {
         x ^= x << 13;

@@ -24,7 +24,6 @@
  *       unexplained disagreement fails. Exit 77 when nginx is missing.
  *
  * $CONFORMANCE_ONLY=name runs one vector (with its responses printed). */
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -537,18 +536,6 @@ static int diff_vector(const vector *v, int port) {
     return MISMATCH("iomux: %s; nginx: %s", want, got);
 }
 
-static char g_prefix[64];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_prefix(void) {
-    if (g_prefix[0]) nftw(g_prefix, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* A free loopback port (bound, then released: nginx takes it next). */
 static int free_port(void) {
     struct sockaddr_in a;
@@ -567,7 +554,7 @@ static int free_port(void) {
 static void write_nginx_conf(int port, int back) {
     char path[128];
     FILE *f;
-    snprintf(path, sizeof(path), "%s/nginx.conf", g_prefix);
+    snprintf(path, sizeof(path), "%s/nginx.conf", g_dir);
     CHECK(f = fopen(path, "w"));
     fprintf(f,
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid %s/nginx.pid;\n"
@@ -585,7 +572,7 @@ static void write_nginx_conf(int port, int back) {
             "    location = /json {\n      if ($request_method !~ ^(GET|HEAD)$) { return 405; }\n"
             "      default_type application/json;\n      return 200 '{\"message\":\"Hello, World!\"}';\n    }\n"
             "    location / { return 404; }\n  }\n}\n",
-            g_prefix, g_prefix, g_prefix, g_prefix, g_prefix, g_prefix, g_prefix, port, back, back);
+            g_dir, g_dir, g_dir, g_dir, g_dir, g_dir, g_dir, port, back, back);
     CHECK_EQ(fclose(f), 0);
 }
 
@@ -611,15 +598,13 @@ static int nginx_main(const char *nginx, const char *known) {
         return TEST_SKIP;
     }
     load_known(known);
-    strcpy(g_prefix, "/tmp/iomux-conformance-nginx-XXXXXX");
-    if (!mkdtemp(g_prefix)) FAIL("mkdtemp: %s", strerror(errno));
-    atexit(remove_prefix);
+    make_scratch("/tmp/iomux-conformance-nginx-XXXXXX"); /* g_dir: nginx's prefix */
     port = free_port();
     back = free_port();
     if (back == port) back = free_port();
     write_nginx_conf(port, back);
-    snprintf(conf, sizeof(conf), "%s/nginx.conf", g_prefix);
-    argv[0] = (char *)nginx, argv[1] = "-p", argv[2] = g_prefix, argv[3] = "-c", argv[4] = conf;
+    snprintf(conf, sizeof(conf), "%s/nginx.conf", g_dir);
+    argv[0] = (char *)nginx, argv[1] = "-p", argv[2] = g_dir, argv[3] = "-c", argv[4] = conf;
     argv[5] = "-e", argv[6] = "stderr", argv[7] = NULL;
     spawn(&s, argv);
     g_server = &s;
