@@ -250,4 +250,38 @@ static inline void spin(iomux_loop *loop, int n) {
     while (n-- > 0) CHECK_OK(iomux_run(loop, IOMUX_RUN_NOWAIT));
 }
 
+/* xorshift64: reproducible pseudo-random numbers; *state must not be 0. */
+static inline uint64_t test_rand(uint64_t *state) {
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
+/* n pseudo-random bytes from seed (malloc'ed: a file body to compare with). */
+static inline unsigned char *test_random_bytes(size_t n, uint64_t seed) {
+    unsigned char *p = malloc(n);
+    CHECK(p != NULL);
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(test_rand(&seed) >> 24);
+    return p;
+}
+
+/* A growing byte string, always NUL-terminated. */
+typedef struct test_buf {
+    char *p;
+    size_t len, cap;
+} test_buf;
+
+static inline void test_buf_add(test_buf *b, const void *p, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        CHECK(b->p != NULL);
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
 #endif

@@ -101,18 +101,9 @@ static void sleep_ms(unsigned ms) {
 /* g_dir/root: big.bin (1 MiB pseudo-random), small.txt, sub/index.html,
  * out-link -> /etc/passwd, in-link -> small.txt. Removed at exit. */
 static void make_root(void) {
-    uint64_t x = 0x9e3779b97f4a7c15u;
     char path[256];
-    size_t i;
     make_scratch("/tmp/iomux-httpd-test-XXXXXX");
-    g_big = malloc(BIG_SIZE);
-    CHECK(g_big);
-    for (i = 0; i < BIG_SIZE; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        g_big[i] = (unsigned char)(x >> 24);
-    }
+    g_big = test_random_bytes(BIG_SIZE, 0x9e3779b97f4a7c15u);
     put_file("big.bin", g_big, BIG_SIZE);
     put_file("small.txt", small_txt, sizeof(small_txt) - 1);
     snprintf(path, sizeof(path), "%s/sub", g_root);

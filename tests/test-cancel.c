@@ -901,10 +901,7 @@ static void test_watch_and_ops_exclusive(void) {
 static uint64_t g_rng;
 
 static uint64_t rnd(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return g_rng;
+    return test_rand(&g_rng);
 }
 
 static unsigned rnd_below(unsigned n) {

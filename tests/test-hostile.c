@@ -157,15 +157,8 @@ static void kid_free(server *k) {
 
 /* g_dir/root: big.bin (1 MiB pseudo-random), small.txt. */
 static void make_root(void) {
-    uint64_t x = 0x2545f4914f6cdd1du;
     make_scratch("/tmp/iomux-hostile-XXXXXX");
-    CHECK((g_big = malloc(BIG_SIZE)));
-    for (size_t i = 0; i < BIG_SIZE; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        g_big[i] = (unsigned char)(x >> 24);
-    }
+    g_big = test_random_bytes(BIG_SIZE, 0x2545f4914f6cdd1du);
     put_file("big.bin", g_big, BIG_SIZE);
     put_file("small.txt", "a small file\n", 13);
 }
@@ -727,10 +720,7 @@ typedef struct slot {
 static uint64_t g_rng;
 
 static uint64_t rnd(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return g_rng;
+    return test_rand(&g_rng);
 }
 
 typedef struct storm {

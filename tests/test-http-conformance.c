@@ -59,21 +59,7 @@ static int g_verbose;
 
 /* ---- the corpus file --------------------------------------------------------------- */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void buf_add(buf *b, const void *p, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = realloc(b->p, b->cap);
-        CHECK(b->p);
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
+typedef test_buf buf;
 
 static int hexval(int c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -103,24 +89,24 @@ static void unescape(const char *s, size_t n, buf *out, int line) {
     while (i < n) {
         char c = s[i++];
         if (c != '\\') {
-            buf_add(out, &c, 1);
+            test_buf_add(out, &c, 1);
             continue;
         }
         if (i >= n) FAIL("vectors line %d: a lone backslash at the end", line);
         c = s[i++];
         switch (c) {
-        case 'r': buf_add(out, "\r", 1); break;
-        case 'n': buf_add(out, "\n", 1); break;
-        case 't': buf_add(out, "\t", 1); break;
-        case '0': buf_add(out, "", 1); break;
-        case 's': buf_add(out, " ", 1); break;
-        case '\\': buf_add(out, "\\", 1); break;
+        case 'r': test_buf_add(out, "\r", 1); break;
+        case 'n': test_buf_add(out, "\n", 1); break;
+        case 't': test_buf_add(out, "\t", 1); break;
+        case '0': test_buf_add(out, "", 1); break;
+        case 's': test_buf_add(out, " ", 1); break;
+        case '\\': test_buf_add(out, "\\", 1); break;
         case 'x': {
             int h = i + 1 < n ? hexval(s[i]) : -1, l = i + 1 < n ? hexval(s[i + 1]) : -1;
             char b;
             if (h < 0 || l < 0) FAIL("vectors line %d: bad \\x escape", line);
             b = (char)(h * 16 + l);
-            buf_add(out, &b, 1);
+            test_buf_add(out, &b, 1);
             i += 2;
             break;
         }
@@ -133,7 +119,7 @@ static void unescape(const char *s, size_t n, buf *out, int line) {
             close = matching_brace(colon + 1, s + n);
             if (!close) FAIL("vectors line %d: \\{ without }", line);
             unescape(colon + 1, (size_t)(close - colon - 1), &inner, line);
-            for (long k = 0; k < times; k++) buf_add(out, inner.p ? inner.p : "", inner.len);
+            for (long k = 0; k < times; k++) test_buf_add(out, inner.p ? inner.p : "", inner.len);
             free(inner.p);
             i = (size_t)(close - s) + 1;
             break;
@@ -256,7 +242,7 @@ static int client_fill(client *c, int ms) {
         c->eof = 1;
         return 0;
     }
-    buf_add(&c->in, tmp, (size_t)n);
+    test_buf_add(&c->in, tmp, (size_t)n);
     return 1;
 }
 
@@ -318,8 +304,8 @@ static int check_once(const vector *v, int port, const char *extra) {
     client c;
     int ok = 1;
     buf out = {0};
-    buf_add(&out, v->bytes, v->len);
-    if (extra) buf_add(&out, extra, strlen(extra));
+    test_buf_add(&out, v->bytes, v->len);
+    if (extra) test_buf_add(&out, extra, strlen(extra));
     client_open(&c, port);
     client_send(&c, out.p, out.len);
     free(out.p);
@@ -453,8 +439,8 @@ static void observe(const vector *v, int port, const char *extra, observed *o) {
     client c;
     buf out = {0};
     memset(o, 0, sizeof(*o));
-    buf_add(&out, v->bytes, v->len);
-    if (extra) buf_add(&out, extra, strlen(extra));
+    test_buf_add(&out, v->bytes, v->len);
+    if (extra) test_buf_add(&out, extra, strlen(extra));
     client_open(&c, port);
     client_send(&c, out.p, out.len);
     free(out.p);

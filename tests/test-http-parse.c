@@ -36,21 +36,7 @@ static const char *guarded(const char *p, size_t n) {
 
 /* ---- feeding --------------------------------------------------------------------------- */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void buf_add(buf *b, const void *p, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = realloc(b->p, b->cap);
-        CHECK(b->p != NULL);
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
+typedef test_buf buf;
 
 /* Moves the session's output into out, as a driver writing it would. */
 static void take_output(iomux_http_session *s, buf *out) {
@@ -60,7 +46,7 @@ static void take_output(iomux_http_session *s, buf *out) {
         size_t total = 0;
         for (size_t i = 0; i < n; i++) {
             CHECK(v[i].data != NULL); /* no files in this test */
-            buf_add(out, v[i].data, v[i].len);
+            test_buf_add(out, v[i].data, v[i].len);
             total += v[i].len;
         }
         iomux_http_out_consume(s, total);
@@ -254,23 +240,23 @@ static const tcase cases[] = {
 
 static buf gen_uri(size_t len) {
     buf b = {0};
-    buf_add(&b, "GET /", 5);
-    for (size_t i = 1; i < len; i++) buf_add(&b, "a", 1);
-    buf_add(&b, " HTTP/1.1\r\nHost: x\r\n\r\n", 22);
+    test_buf_add(&b, "GET /", 5);
+    for (size_t i = 1; i < len; i++) test_buf_add(&b, "a", 1);
+    test_buf_add(&b, " HTTP/1.1\r\nHost: x\r\n\r\n", 22);
     return b;
 }
 
 static buf gen_headers(size_t count, size_t value_len) {
     buf b = {0};
     char name[32];
-    buf_add(&b, "GET /plaintext HTTP/1.1\r\nHost: x\r\n", strlen("GET /plaintext HTTP/1.1\r\nHost: x\r\n"));
+    test_buf_add(&b, "GET /plaintext HTTP/1.1\r\nHost: x\r\n", strlen("GET /plaintext HTTP/1.1\r\nHost: x\r\n"));
     for (size_t i = 0; i < count; i++) {
         int n = snprintf(name, sizeof(name), "X-H%zu: ", i);
-        buf_add(&b, name, (size_t)n);
-        for (size_t k = 0; k < value_len; k++) buf_add(&b, "v", 1);
-        buf_add(&b, "\r\n", 2);
+        test_buf_add(&b, name, (size_t)n);
+        for (size_t k = 0; k < value_len; k++) test_buf_add(&b, "v", 1);
+        test_buf_add(&b, "\r\n", 2);
     }
-    buf_add(&b, "\r\n", 2);
+    test_buf_add(&b, "\r\n", 2);
     return b;
 }
 

@@ -185,7 +185,10 @@ static llhttp_errno_t execute(iomux_http_session *s, iomux__http_req *req, const
         int rc;
         if (err != HPE_PAUSED) return err;
         pos = llhttp_get_error_pos(&req->parser);
-        rc = s->internal.flags & SESS_FULL ? HPE_PAUSED : iomux__http_paused(s, req, data, pos);
+        /* SESS_FULL: set by message_done, from the callback itself (then
+         * req->pause is PAUSE_NONE and this returns HPE_PAUSED at once) or
+         * from here (a chunked body's end). */
+        rc = iomux__http_paused(s, req, data, pos);
         if (rc == HPE_PAUSED && (s->internal.flags & SESS_FULL)) {
             s->internal.flags &= ~(unsigned)SESS_FULL;
             if (pos < end) *rest = pos;
