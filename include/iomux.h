@@ -87,13 +87,15 @@ extern "C" {
 #define IOMUX_VERSION_MINOR 1
 #define IOMUX_VERSION_PATCH 0
 
-#if defined(IOMUX_BUILDING) && defined(__GNUC__)
+#if defined(IOMUX_BUILDING) && defined(__GNUC__) && !defined(_WIN32)
 #define IOMUX_API __attribute__((visibility("default")))
 #else
 #define IOMUX_API
 #endif
 
-/* The operating system's handle for a socket, pipe or file. */
+/* The operating system's handle for a socket, pipe or file. On Windows: a
+ * SOCKET cast to int (Windows keeps handle values within 32 bits), or, as
+ * the file of iomux_read/write/sendfile, a C runtime fd (_open). */
 typedef int iomux_fd;
 
 typedef struct iomux_loop iomux_loop;
@@ -490,6 +492,10 @@ struct iomux_op {
             } connect;
             iomux_timer timer; /* timeout */
         } u;
+#ifdef _WIN32
+        uint64_t ov[4];      /* iocp: the op's OVERLAPPED */
+        uint64_t ov_ext;     /* iocp: what the backend keeps beside it */
+#endif
     } internal;
 };
 

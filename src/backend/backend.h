@@ -58,6 +58,9 @@ typedef struct iomux__backend {
      * back). The core calls it before close(2) of an fd that prepared
      * requests may name, so they reach the fd while it is still open. */
     void (*flush)(iomux_loop *loop);
+    /* Wakes a wait() in progress or the next one, from any thread (NULL:
+     * the core wakes the loop through an fd it watches). */
+    void (*wake)(iomux_loop *loop);
 } iomux__backend;
 
 /* Called by wait() for each ready fd; `revents` in IOMUX_IN|OUT|ERR|HUP. */
@@ -71,13 +74,19 @@ void iomux__io_disarmed(iomux_loop *loop, iomux_fd fd);
 #endif
 /* IOMUX_HAVE_URING comes from the build (liburing found). */
 
+#ifndef _WIN32
 extern const iomux__backend iomux__backend_select;
+#endif
+/* On Windows, poll is WSAPoll. */
 extern const iomux__backend iomux__backend_poll;
 #ifdef IOMUX_HAVE_EPOLL
 extern const iomux__backend iomux__backend_epoll;
 #endif
 #ifdef IOMUX_HAVE_URING
 extern const iomux__backend iomux__backend_uring;
+#endif
+#ifdef _WIN32
+extern const iomux__backend iomux__backend_iocp;
 #endif
 
 #endif

@@ -1,15 +1,16 @@
 /* The poll backend: one dense pollfd array, O(watched fds) per wait. An fd's
  * position is kept in an fd-indexed table; removal moves the last entry into
- * the hole, so the array stays dense. */
+ * the hole, so the array stays dense. On Windows the same code runs on
+ * WSAPoll, Winsock's poll (sockets only). */
 #include <errno.h>
-#include <poll.h>
 #include <string.h>
 
 #include "backend.h"
 #include "../core/loop.h"
+#include "../core/sys.h"
 
 typedef struct poll_state {
-    struct pollfd *pfd;
+    iomux__pollfd *pfd;
     size_t n, cap;
     size_t *pos; /* by fd: index + 1, 0 = absent */
     size_t pos_cap;
@@ -37,7 +38,7 @@ static void pl_remove(poll_state *st, iomux_fd fd) {
     i = st->pos[fd] - 1;
     st->pos[fd] = 0;
     if (i != --st->n) {
-        int moved = st->pfd[st->n].fd;
+        int moved = (int)st->pfd[st->n].fd;
         st->pfd[i] = st->pfd[st->n];
         st->pos[moved < 0 ? -1 - moved : moved] = i + 1;
     }
@@ -48,7 +49,7 @@ static int pl_add(iomux_loop *loop, poll_state *st, iomux_fd fd) {
     int rc = iomux__grow(loop, (void **)&st->pos, &st->pos_cap, (size_t)fd + 1, sizeof(size_t));
     if (rc < 0) return rc;
     memset(st->pos + old, 0, (st->pos_cap - old) * sizeof(size_t));
-    rc = iomux__grow(loop, (void **)&st->pfd, &st->cap, st->n + 1, sizeof(struct pollfd));
+    rc = iomux__grow(loop, (void **)&st->pfd, &st->cap, st->n + 1, sizeof(iomux__pollfd));
     if (rc < 0) return rc;
     st->pfd[st->n].fd = fd;
     st->pos[fd] = ++st->n;
@@ -57,7 +58,7 @@ static int pl_add(iomux_loop *loop, poll_state *st, iomux_fd fd) {
 
 static int pl_update(iomux_loop *loop, iomux_fd fd, unsigned have, unsigned want) {
     poll_state *st = loop->bstate;
-    struct pollfd *p;
+    iomux__pollfd *p;
     (void)have;
     if (!(want & (IOMUX_IN | IOMUX_OUT))) {
         pl_remove(st, fd);
@@ -76,21 +77,28 @@ static int pl_update(iomux_loop *loop, iomux_fd fd, unsigned have, unsigned want
 
 static int pl_wait(iomux_loop *loop, int timeout_ms) {
     poll_state *st = loop->bstate;
-    int n = poll(st->pfd, (nfds_t)st->n, timeout_ms), seen = 0;
+    int n, seen = 0;
     size_t i;
-    if (n < 0) return -errno;
+#ifdef _WIN32
+    if (st->n == 0) { /* WSAPoll refuses an empty set */
+        Sleep(timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
+        return 0;
+    }
+#endif
+    n = iomux__poll(st->pfd, (iomux__nfds)st->n, timeout_ms);
+    if (n < 0) return -iomux__sock_errno();
     for (i = 0; i < st->n && seen < n; i++) {
-        struct pollfd *p = &st->pfd[i];
+        iomux__pollfd *p = &st->pfd[i];
         short k = p->revents;
         if (!k) continue;
         seen++;
         if (k & POLLNVAL) {
             /* Closed while watched: report once, then let poll skip it. */
-            iomux__io_event(loop, p->fd, IOMUX_ERR);
-            p->fd = -1 - p->fd;
+            iomux__io_event(loop, (iomux_fd)p->fd, IOMUX_ERR);
+            p->fd = -1 - (iomux_fd)p->fd;
             continue;
         }
-        iomux__io_event(loop, p->fd,
+        iomux__io_event(loop, (iomux_fd)p->fd,
                         ((k & POLLIN) ? IOMUX_IN : 0u) | ((k & POLLOUT) ? IOMUX_OUT : 0u) |
                             ((k & POLLERR) ? IOMUX_ERR : 0u) | ((k & POLLHUP) ? IOMUX_HUP : 0u));
     }

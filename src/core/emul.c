@@ -3,23 +3,36 @@
  * does not do natively). op.c decides when to attempt; this file only turns
  * an op into its call and classifies the outcome. */
 #include <errno.h>
+#include <limits.h>
+#ifdef __linux__
 #include <sys/sendfile.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#endif
 
 #include "loop.h"
+#include "sys.h"
 
 static int attempt_accept(iomux_op *op, int64_t *res) {
     for (;;) {
+        int err;
+#ifdef _WIN32
+        SOCKET s = accept((SOCKET)op->internal.fd, NULL, NULL);
+        int fd = s == INVALID_SOCKET ? -1 : (int)s;
+        if (fd >= 0 && iomux__set_nonblock(fd) < 0) {
+            closesocket(s);
+            fd = -1;
+        }
+#else
         int fd = accept4(op->internal.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#endif
         if (fd >= 0) {
             *res = fd;
             return (op->internal.oflags & OF_MULTISHOT) ? EMUL_MORE : EMUL_DONE;
         }
+        err = iomux__sock_errno();
         /* A connection reset while queued is not the listener's error. */
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return EMUL_AGAIN;
-        *res = -errno;
+        if (err == EINTR || err == ECONNABORTED || err == ECONNRESET) continue;
+        if (iomux__would_block(err)) return EMUL_AGAIN;
+        *res = -err;
         return EMUL_DONE;
     }
 }
@@ -31,21 +44,30 @@ static int attempt_connect(iomux_op *op, int64_t *res) {
     socklen_t len = sizeof(err);
     if (!(op->internal.oflags & OF_STARTED)) {
         op->internal.oflags |= OF_STARTED;
-        if (connect(op->internal.fd, op->internal.u.connect.addr, op->internal.u.connect.addrlen) == 0) {
+        if (connect(op->internal.fd, op->internal.u.connect.addr, (socklen_t)op->internal.u.connect.addrlen) == 0) {
             *res = 0;
             return EMUL_DONE;
         }
-        if (errno == EINPROGRESS || errno == EINTR || errno == EAGAIN) return EMUL_AGAIN;
-        *res = -errno;
+        err = iomux__sock_errno();
+        if (err == EINPROGRESS || err == EINTR || iomux__would_block(err)) return EMUL_AGAIN;
+        *res = -err;
         return EMUL_DONE;
     }
-    if (getsockopt(op->internal.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    if (getsockopt(op->internal.fd, SOL_SOCKET, SO_ERROR, IOMUX__SOCKOPT(&err), &len) < 0) err = iomux__sock_errno();
+#ifdef _WIN32
+    if (err) err = iomux__errno_from_win((unsigned long)err);
+#endif
     *res = -err;
     return EMUL_DONE;
 }
 
 /* MSG_DONTWAIT: even a blocking socket cannot block the loop here. */
+/* Returns bytes, or -errno. */
 static ssize_t read_once(iomux_fd fd, void *buf, size_t len) {
+#ifdef _WIN32
+    int n = recv((SOCKET)fd, buf, len > INT_MAX ? INT_MAX : (int)len, 0);
+    return n < 0 ? -iomux__sock_errno() : n;
+#else
     ssize_t n;
     do n = recv(fd, buf, len, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
@@ -53,7 +75,8 @@ static ssize_t read_once(iomux_fd fd, void *buf, size_t len) {
         do n = read(fd, buf, len);
         while (n < 0 && errno == EINTR);
     }
-    return n;
+    return n < 0 ? -errno : n;
+#endif
 }
 
 static int attempt_recv(iomux_loop *loop, iomux_op *op, int64_t *res) {
@@ -66,8 +89,8 @@ static int attempt_recv(iomux_loop *loop, iomux_op *op, int64_t *res) {
     if (n <= 0) {
         if (pool) iomux__buf_put(loop, buf);
         op->buf = pool ? NULL : buf; /* no data: no pool buffer to hand over */
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return EMUL_AGAIN;
-        *res = n < 0 ? -errno : 0;
+        if (iomux__would_block((int)-n)) return EMUL_AGAIN;
+        *res = n;
         return EMUL_DONE;
     }
     /* A short read from a stream means it is empty now: wait for readiness
@@ -78,7 +101,12 @@ static int attempt_recv(iomux_loop *loop, iomux_op *op, int64_t *res) {
     return (op->internal.oflags & OF_MULTISHOT) ? EMUL_MORE : EMUL_DONE;
 }
 
+/* Returns bytes, or -errno. */
 static ssize_t send_once(iomux_fd fd, const char *buf, size_t len) {
+#ifdef _WIN32
+    int n = send((SOCKET)fd, buf, len > INT_MAX ? INT_MAX : (int)len, 0);
+    return n < 0 ? -iomux__sock_errno() : n;
+#else
     ssize_t n;
     do n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
@@ -86,7 +114,8 @@ static ssize_t send_once(iomux_fd fd, const char *buf, size_t len) {
         do n = write(fd, buf, len);
         while (n < 0 && errno == EINTR);
     }
-    return n;
+    return n < 0 ? -errno : n;
+#endif
 }
 
 /* A partial write means the socket buffer is full: report AGAIN rather than
@@ -100,8 +129,8 @@ static int attempt_send(iomux_op *op, int64_t *res) {
     }
     n = send_once(op->internal.fd, op->internal.u.io.buf + op->internal.u.io.done, left);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return EMUL_AGAIN;
-        *res = -errno;
+        if (iomux__would_block((int)-n)) return EMUL_AGAIN;
+        *res = n;
         return EMUL_DONE;
     }
     op->internal.u.io.done += (size_t)n;
@@ -110,19 +139,36 @@ static int attempt_send(iomux_op *op, int64_t *res) {
     return EMUL_DONE;
 }
 
+#ifdef _WIN32
+/* No sendfile that fits a non-blocking loop: read a piece at the offset and
+ * send what the socket takes; the rest is read again next time. */
+static ssize_t sendfile_once(iomux_fd sock, iomux_fd file, int64_t off, size_t len) {
+    char buf[16384];
+    ssize_t n = iomux__file_pread(file, buf, len < sizeof(buf) ? len : sizeof(buf), off);
+    if (n <= 0) return n;
+    return send_once(sock, buf, (size_t)n);
+}
+#else
+static ssize_t sendfile_once(iomux_fd sock, iomux_fd file, off_t off, size_t len) {
+    ssize_t n;
+    do n = sendfile(sock, file, &off, len);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+#endif
+
 static int attempt_sendfile(iomux_op *op, int64_t *res) {
     size_t left = op->internal.u.sendfile.len - op->internal.u.sendfile.done;
-    off_t off = (off_t)(op->internal.u.sendfile.offset + (int64_t)op->internal.u.sendfile.done);
+    int64_t off = (int64_t)(op->internal.u.sendfile.offset + (int64_t)op->internal.u.sendfile.done);
     ssize_t n;
     if (left == 0) {
         *res = 0;
         return EMUL_DONE;
     }
-    do n = sendfile(op->internal.fd, op->internal.u.sendfile.file, &off, left);
-    while (n < 0 && errno == EINTR);
+    n = sendfile_once(op->internal.fd, op->internal.u.sendfile.file, off, left);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return EMUL_AGAIN;
-        *res = -errno;
+        if (iomux__would_block((int)-n)) return EMUL_AGAIN;
+        *res = n;
         return EMUL_DONE;
     }
     if (n == 0) { /* the file is shorter than promised */

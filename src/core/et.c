@@ -15,15 +15,13 @@
  * counter) are reported whenever ready: never a missed edge, and a program
  * that drains to EAGAIN cannot tell the difference. */
 #include <errno.h>
-#include <poll.h>
 #include <stddef.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
 #ifdef __linux__
 #include <linux/tcp.h>
 #endif
 
 #include "loop.h"
+#include "sys.h"
 
 #define TCP_STATE_LISTEN 10
 
@@ -122,14 +120,14 @@ void iomux__et_reset(iomux__fdent *fe) {
 static int probe_one(iomux_loop *loop, iomux_fd fd) {
     iomux__fdent *fe = &loop->fds[fd];
     unsigned parked = iomux__et_parked_mask(fe);
-    struct pollfd pfd;
+    iomux__pollfd pfd;
     et_sample s;
     int have_sample;
     if (!fe->w || !parked) return 0;
     pfd.fd = fd;
     pfd.events = (short)(((parked & IOMUX_IN) ? POLLIN : 0) | ((parked & IOMUX_OUT) ? POLLOUT : 0));
     pfd.revents = 0;
-    if (poll(&pfd, 1, 0) < 0) return 1;
+    if (iomux__poll(&pfd, 1, 0) < 0) return 1;
     have_sample = tcp_sample(fd, &s) == 0;
     if ((parked & IOMUX_IN) && (!(pfd.revents & (POLLIN | POLLERR | POLLHUP)) || !have_sample ||
                                 moved(fe, &s, IOMUX_IN))) {

@@ -5,10 +5,13 @@
 #include <time.h>
 
 #include "loop.h"
+#include "sys.h"
 
 /* Worst to best: AUTO tries them from the end. */
 static const iomux__backend *const backends[] = {
+#ifndef _WIN32
     &iomux__backend_select,
+#endif
     &iomux__backend_poll,
 #ifdef IOMUX_HAVE_EPOLL
     &iomux__backend_epoll,
@@ -16,15 +19,27 @@ static const iomux__backend *const backends[] = {
 #ifdef IOMUX_HAVE_URING
     &iomux__backend_uring,
 #endif
+#ifdef _WIN32
+    &iomux__backend_iocp,
+#endif
 };
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
 
 static const char *const backend_ids[] = {"auto", "select", "poll", "epoll", "uring", "iocp"};
 
 uint64_t iomux__hrtime(void) {
+#ifdef _WIN32
+    static LARGE_INTEGER freq;
+    LARGE_INTEGER now;
+    if (!freq.QuadPart) QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&now);
+    return (uint64_t)(now.QuadPart / freq.QuadPart) * 1000000000u +
+           (uint64_t)(now.QuadPart % freq.QuadPart) * 1000000000u / (uint64_t)freq.QuadPart;
+#else
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#endif
 }
 
 /* ---- backends --------------------------------------------------------------- */
@@ -53,6 +68,9 @@ int iomux_backend_available(iomux_backend backend) {
 }
 
 const char *iomux_backend_names(void) {
+#ifdef _WIN32
+    return "poll iocp";
+#else
     return "select poll"
 #ifdef IOMUX_HAVE_EPOLL
            " epoll"
@@ -61,6 +79,7 @@ const char *iomux_backend_names(void) {
            " uring"
 #endif
         ;
+#endif
 }
 
 /* The backends to try, best first: the configured one, or $IOMUX_BACKEND,
@@ -126,6 +145,8 @@ int iomux_loop_new(iomux_loop **out, const iomux_config *cfg_in) {
     else iomux_config_init(&cfg);
     a = cfg.allocator ? cfg.allocator : &iomux__default_allocator;
     if (!alloc_valid(a)) return -EINVAL;
+    rc = iomux__sys_init();
+    if (rc < 0) return rc;
     loop = a->malloc(a->ud, sizeof(*loop));
     if (!loop) return -ENOMEM;
     memset(loop, 0, sizeof(*loop));

@@ -14,10 +14,9 @@
  * backend's wait (phase 6). */
 #include <errno.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "loop.h"
+#include "sys.h"
 
 static void deliver_run(iomux__pend *p);
 
@@ -490,16 +489,12 @@ int iomux_write(iomux_loop *loop, iomux_op *op, iomux_fd file, const void *buf, 
 /* On a pool thread: the blocking call, then switch to the loop-side stage. */
 static void file_work(iomux__pend *p) {
     iomux_op *op = iomux__container_of(p, iomux_op, internal.pend);
-    ssize_t n;
-    do {
-        if (op->internal.type == OPT_READ)
-            n = pread(op->internal.fd, op->internal.u.file.buf, op->internal.u.file.len,
-                      (off_t)op->internal.u.file.offset);
-        else
-            n = pwrite(op->internal.fd, op->internal.u.file.buf, op->internal.u.file.len,
-                       (off_t)op->internal.u.file.offset);
-    } while (n < 0 && errno == EINTR);
-    op->result = n < 0 ? -errno : n;
+    if (op->internal.type == OPT_READ)
+        op->result = iomux__file_pread(op->internal.fd, op->internal.u.file.buf, op->internal.u.file.len,
+                                       op->internal.u.file.offset);
+    else
+        op->result = iomux__file_pwrite(op->internal.fd, op->internal.u.file.buf, op->internal.u.file.len,
+                                        op->internal.u.file.offset);
     p->run = file_done;
 }
 
@@ -599,7 +594,7 @@ int iomux_close(iomux_loop *loop, iomux_op *op, iomux_fd fd, iomux_op_cb cb) {
      * so the kernel lets go and the send can complete. */
     if (fe->wq && (fe->wq->internal.oflags & OF_ZC)) {
         struct linger lg = {1, 0};
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, IOMUX__SOCKOPT(&lg), sizeof(lg));
     }
     fe->flags |= FD_CLOSING; /* cancelling a head must not start the next */
     cancel_queue(&fe->rq);
@@ -613,7 +608,6 @@ int iomux_close(iomux_loop *loop, iomux_op *op, iomux_fd fd, iomux_op_cb cb) {
      * may belong to another thread's new file. */
     iomux__fd_forget(loop, fd);
     if (loop->backend->flush) loop->backend->flush(loop); /* prepared requests first */
-    rc = close(fd);
-    complete(loop, op, rc < 0 ? -errno : 0, 0);
+    complete(loop, op, iomux__fd_close(fd), 0);
     return 0;
 }

@@ -4,58 +4,86 @@
  * one short critical section and runs `out` without the lock, so the two
  * arrays are reused and a post allocates nothing once they have grown.
  * Wake-ups are batched: only the post that finds no wake-up owed writes to
- * the eventfd; the swap clears the debt. `queued` counts posts not yet run,
+ * the eventfd (or calls the backend's wake); the swap clears the debt. `queued` counts posts not yet run,
  * and the loop does not block while it is > 0 (wait_timeout). So when the
  * loop blocks, every post so far has been swapped out and run, the last swap
  * cleared the debt, and the next post writes to the eventfd: no post sleeps
  * in the queue while the loop waits, even when a batch is bigger than one
  * iteration's budget and the eventfd was drained before the batch ended. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
 #ifdef __linux__
 #include <sys/eventfd.h>
 #endif
 
 #include "loop.h"
+#include "sys.h"
 
+/* The wake-up fd, when the backend has no wake of its own: an eventfd on
+ * Linux, a pipe elsewhere, a loopback socket pair on Windows (WSAPoll
+ * watches sockets only). */
 static void wake_drain(iomux_watch *w, unsigned revents) {
     char buf[64];
     (void)revents;
+#ifdef _WIN32
+    while (recv((SOCKET)w->fd, buf, sizeof(buf), 0) > 0) {
+    }
+#else
     while (read(w->fd, buf, sizeof(buf)) > 0) {
     }
+#endif
 }
 
 static int wake_open(iomux__post_queue *q) {
-#ifdef __linux__
+#if defined(__linux__)
     q->efd = q->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     return q->efd < 0 ? -errno : 0;
 #else
-    int fds[2];
-    if (pipe(fds) < 0) return -errno;
-    fcntl(fds[0], F_SETFL, O_NONBLOCK);
-    fcntl(fds[1], F_SETFL, O_NONBLOCK);
-    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    int fds[2], rc;
+#ifdef _WIN32
+    rc = iomux__sock_pair(fds);
+#else
+    rc = pipe(fds) < 0 ? -errno : 0;
+#endif
+    if (rc < 0) return rc;
+    iomux__set_nonblock(fds[0]);
+    iomux__set_nonblock(fds[1]);
     q->efd = fds[0];
     q->wfd = fds[1];
     return 0;
 #endif
 }
 
-static void wake_signal(iomux__post_queue *q) {
-#ifdef __linux__
-    uint64_t one = 1;
-    ssize_t n;
-    do n = write(q->wfd, &one, sizeof(one));
-    while (n < 0 && errno == EINTR);
+static void wake_close(iomux__post_queue *q) {
+    if (q->efd < 0) return;
+    iomux__sock_close(q->efd);
+    if (q->wfd != q->efd) iomux__sock_close(q->wfd);
+    q->efd = q->wfd = -1;
+}
+
+static void wake_signal(iomux_loop *loop) {
+    iomux__post_queue *q = &loop->post;
+    if (loop->backend->wake) {
+        loop->backend->wake(loop);
+        return;
+    }
+#if defined(__linux__)
+    {
+        uint64_t one = 1;
+        ssize_t n;
+        do n = write(q->wfd, &one, sizeof(one));
+        while (n < 0 && errno == EINTR);
+    }
+#elif defined(_WIN32)
+    send((SOCKET)q->wfd, "", 1, 0);
 #else
-    char one = 1;
-    ssize_t n;
-    do n = write(q->wfd, &one, 1);
-    while (n < 0 && errno == EINTR);
+    {
+        char one = 1;
+        ssize_t n;
+        do n = write(q->wfd, &one, 1);
+        while (n < 0 && errno == EINTR);
+    }
 #endif
     /* EAGAIN means a wake-up is already readable: nothing is lost. */
 }
@@ -64,15 +92,14 @@ int iomux__post_init(iomux_loop *loop) {
     iomux__post_queue *q = &loop->post;
     int rc = pthread_mutex_init(&q->mu, NULL);
     atomic_init(&q->queued, 0);
+    q->efd = q->wfd = -1;
     if (rc != 0) return -rc;
+    if (loop->backend->wake) return 0;
     rc = wake_open(q);
     if (rc == 0) {
         iomux_watch_init(loop, &q->watch, q->efd, wake_drain);
         rc = iomux__watch_start_internal(&q->watch, IOMUX_IN);
-        if (rc < 0) {
-            close(q->efd);
-            if (q->wfd != q->efd) close(q->wfd);
-        }
+        if (rc < 0) wake_close(q);
     }
     if (rc < 0) pthread_mutex_destroy(&q->mu);
     return rc;
@@ -80,9 +107,8 @@ int iomux__post_init(iomux_loop *loop) {
 
 void iomux__post_close(iomux_loop *loop) {
     iomux__post_queue *q = &loop->post;
-    iomux_watch_stop(&q->watch);
-    close(q->efd);
-    if (q->wfd != q->efd) close(q->wfd);
+    if (q->efd >= 0) iomux_watch_stop(&q->watch);
+    wake_close(q);
     pthread_mutex_destroy(&q->mu);
     iomux__free(loop, q->in);
     iomux__free(loop, q->out);
@@ -106,7 +132,7 @@ int iomux_post(iomux_loop *loop, iomux_post_fn fn, void *arg) {
     wake = !q->wake_pending;
     q->wake_pending = 1;
     pthread_mutex_unlock(&q->mu);
-    if (wake) wake_signal(q);
+    if (wake) wake_signal(loop);
     return 0;
 }
 

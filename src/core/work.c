@@ -114,7 +114,20 @@ static void pool_destroy(iomux_loop *loop, iomux__workpool *pool) {
  * creator's mask), so a process signal goes to a thread of the program,
  * not into a work function's system call as EINTR. Faults stay unblocked:
  * a blocked fault kills the process and hides it from handlers. */
-static void block_async_signals(sigset_t *old) {
+#ifdef _WIN32
+typedef int iomux__sigmask; /* no asynchronous signals to block */
+static void block_async_signals(iomux__sigmask *old) {
+    *old = 0;
+}
+static void restore_signals(const iomux__sigmask *old) {
+    (void)old;
+}
+#else
+typedef sigset_t iomux__sigmask;
+static void restore_signals(const iomux__sigmask *old) {
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+static void block_async_signals(iomux__sigmask *old) {
     sigset_t all;
     sigfillset(&all);
     sigdelset(&all, SIGSEGV);
@@ -125,11 +138,12 @@ static void block_async_signals(sigset_t *old) {
     sigdelset(&all, SIGABRT);
     pthread_sigmask(SIG_BLOCK, &all, old);
 }
+#endif
 
 /* Starts n workers; on a failure, stops there (pool_destroy joins those
  * that did start) and returns -errno. */
 static int threads_start(iomux__workpool *pool, unsigned n) {
-    sigset_t old;
+    iomux__sigmask old;
     int rc = 0;
     block_async_signals(&old);
     while (pool->nthreads < n) {
@@ -137,7 +151,7 @@ static int threads_start(iomux__workpool *pool, unsigned n) {
         if (rc != 0) break;
         pool->nthreads++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    restore_signals(&old);
     return -rc;
 }
 
