@@ -1,10 +1,9 @@
 /* Accepting on a loop, in the API of the model: a watcher calling accept4
  * (reactor), or an iomux_acceptor (proactor). */
 #include <errno.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "internal.h"
+#include "port.h"
 
 #define ACCEPT_BATCH 64 /* level-triggered: accepts per readiness report */
 #define PAUSE_MS 100    /* out of fds: wait this long before trying again */
@@ -43,11 +42,11 @@ static void on_listener(iomux_watch *w, unsigned revents) {
     int et = (a->flags & IOMUX_ET) != 0, n = 0;
     (void)revents;
     while (a->running && (et || n < ACCEPT_BATCH)) {
-        int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = app_accept_nb(w->fd);
         if (fd >= 0) {
             n++;
             a->on_fd(a, fd);
-        } else if (!accept_failed(a, errno)) {
+        } else if (!accept_failed(a, app_sock_errno())) {
             return;
         }
     }
@@ -87,7 +86,7 @@ int app__accept_start(app__acceptor *a, iomux_loop *loop, int lfd, const app_opt
 }
 
 static void stopped(app__acceptor *a) {
-    close(a->lfd);
+    app_sock_close(a->lfd);
     a->lfd = -1;
     if (a->on_stopped) a->on_stopped(a);
 }

@@ -41,6 +41,9 @@
  *   threads               blocking I/O, one thread per connection
  *   prefork               blocking I/O, --processes N processes, each one
  *                         accepting and serving one connection at a time
+ * On Windows only poll (WSAPoll; --api reactor or proactor) and iocp (the
+ * I/O completion port; proactor only) exist, and there are no signals:
+ * Ctrl-C / Ctrl-Break (a console control event) starts the drain.
  * The six event-loop models (all but threads and prefork) run --threads N
  * loops, one per thread:
  *   --balance reuseport   (default) each loop has its own SO_REUSEPORT
@@ -111,6 +114,9 @@ typedef enum app_model {
     APP_MODEL_URING_POLL,
     APP_MODEL_THREADS,
     APP_MODEL_PREFORK,
+#ifdef _WIN32
+    APP_MODEL_IOCP,
+#endif
     APP_MODEL_COUNT
 } app_model;
 
@@ -138,8 +144,11 @@ int app_model_parse(const char *name, app_model *out);
 int app_api_parse(const char *name, app_api *out);
 int app_balance_parse(const char *name, app_balance *out);
 
-/* 1 for select, poll, epoll, epoll-et, uring, uring-poll. */
+/* 1 for select, poll, epoll, epoll-et, uring, uring-poll (and iocp). */
 int app_model_is_event(app_model m);
+
+/* 1 if this build's platform has the model (Windows: poll and iocp). */
+int app_model_available(app_model m);
 
 /* The backend of an event model (IOMUX_BACKEND_AUTO for blocking ones). */
 iomux_backend app_model_backend(app_model m);

@@ -1,15 +1,15 @@
 /* The listening sockets of every shape, and the ready line. */
 #include <string.h>
-#include <unistd.h>
 
 #include <iomux/net.h>
 
 #include "internal.h"
+#include "port.h"
 
 void app__close_all(int *fds, unsigned count) {
     unsigned i;
     for (i = 0; i < count; i++) {
-        if (fds[i] >= 0) close(fds[i]);
+        if (fds[i] >= 0) app_sock_close(fds[i]);
         fds[i] = -1;
     }
 }

@@ -10,9 +10,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "loops.h"
+#include "port.h"
 
 #define ABORT_GRACE_MS 1000 /* after abort(): connections must be gone by then */
 
@@ -25,7 +25,7 @@ static void handoff(iomux_loop *loop, void *arg) {
 static void on_main_fd(app__acceptor *a, int fd) {
     shape *sh = a->data;
     app_worker *w = &sh->w[sh->next++ % sh->n];
-    if (iomux_post(w->pub.loop, handoff, (void *)(intptr_t)fd) < 0) close(fd);
+    if (iomux_post(w->pub.loop, handoff, (void *)(intptr_t)fd) < 0) app_sock_close(fd);
 }
 
 /* ---- the main thread: drain sequencing ------------------------------------------------- */
@@ -41,11 +41,12 @@ static void post_all(shape *sh, iomux_post_fn fn, int which) {
     }
 }
 
+static void unwatch_stop_requests(shape *sh);
+
 static void quit(shape *sh) {
     sh->stage = QUITTING;
     iomux_timer_stop(&sh->deadline);
-    iomux_signal_stop(&sh->sigint);
-    iomux_signal_stop(&sh->sigterm);
+    unwatch_stop_requests(sh);
     post_all(sh, app__worker_quit, TO_THREADED); /* worker 0 of reuseport: the main loop, below */
     iomux_stop(sh->main);
 }
@@ -84,9 +85,8 @@ static void main_accept_stopped(app__acceptor *a) {
     post_all(sh, app__worker_drain, TO_ALL);
 }
 
-static void on_signal(iomux_signal *s, int signum) {
-    shape *sh = s->data;
-    (void)signum;
+/* SIGINT/SIGTERM (Windows: a console control event), on the main loop. */
+static void stop_requested(shape *sh) {
     if (sh->stage == DRAINING) abort_all(sh, "second signal"); /* no more waiting */
     if (sh->stage != RUNNING) return;
     sh->stage = DRAINING;
@@ -95,6 +95,56 @@ static void on_signal(iomux_signal *s, int signum) {
     if (sh->acceptor) app__accept_stop(&sh->acc, main_accept_stopped);
     else post_all(sh, app__worker_drain, TO_ALL);
 }
+
+#ifdef _WIN32
+/* Windows has no SIGINT/SIGTERM to watch (iomux_signal_start says
+ * -ENOTSUP): Ctrl-C, Ctrl-Break and the console closing arrive as control
+ * events, each on a thread of its own, which hands it to the main loop. */
+static shape *volatile ctrl_shape;
+
+static void ctrl_posted(iomux_loop *loop, void *arg) {
+    (void)loop;
+    stop_requested(arg);
+}
+
+static BOOL WINAPI on_ctrl(DWORD type) {
+    shape *sh = ctrl_shape;
+    (void)type;
+    return sh && iomux_post(sh->main, ctrl_posted, sh) == 0;
+}
+
+static int watch_stop_requests(shape *sh) {
+    ctrl_shape = sh;
+    if (!SetConsoleCtrlHandler(on_ctrl, TRUE)) app_log("no console: Ctrl-C will not drain");
+    return 0;
+}
+
+static void unwatch_stop_requests(shape *sh) {
+    (void)sh;
+    SetConsoleCtrlHandler(on_ctrl, FALSE);
+    ctrl_shape = NULL;
+}
+#else
+static void on_signal(iomux_signal *s, int signum) {
+    (void)signum;
+    stop_requested(s->data);
+}
+
+static int watch_stop_requests(shape *sh) {
+    int rc;
+    iomux_signal_init(sh->main, &sh->sigint, on_signal);
+    iomux_signal_init(sh->main, &sh->sigterm, on_signal);
+    sh->sigint.data = sh->sigterm.data = sh;
+    if ((rc = iomux_signal_start(&sh->sigint, SIGINT)) < 0 || (rc = iomux_signal_start(&sh->sigterm, SIGTERM)) < 0)
+        app_log("cannot watch signals: %s", iomux_strerror(rc));
+    return rc;
+}
+
+static void unwatch_stop_requests(shape *sh) {
+    iomux_signal_stop(&sh->sigint);
+    iomux_signal_stop(&sh->sigterm);
+}
+#endif
 
 /* ---- start-up ----------------------------------------------------------------------- */
 
@@ -118,15 +168,9 @@ static int start_workers(shape *sh) {
 
 static int start_main(shape *sh) {
     int rc;
-    iomux_signal_init(sh->main, &sh->sigint, on_signal);
-    iomux_signal_init(sh->main, &sh->sigterm, on_signal);
-    sh->sigint.data = sh->sigterm.data = sh;
     iomux_timer_init(sh->main, &sh->deadline, on_deadline);
     sh->deadline.data = sh;
-    if ((rc = iomux_signal_start(&sh->sigint, SIGINT)) < 0 || (rc = iomux_signal_start(&sh->sigterm, SIGTERM)) < 0) {
-        app_log("cannot watch signals: %s", iomux_strerror(rc));
-        return rc;
-    }
+    if ((rc = watch_stop_requests(sh)) < 0) return rc;
     if (!sh->acceptor) return 0;
     sh->acc.data = sh;
     rc = app__accept_start(&sh->acc, sh->main, sh->lfd, sh->o, on_main_fd);

@@ -9,6 +9,9 @@ static const char *const model_names[APP_MODEL_COUNT] = {
     [APP_MODEL_EPOLL] = "epoll",       [APP_MODEL_EPOLL_ET] = "epoll-et",
     [APP_MODEL_URING] = "uring",       [APP_MODEL_URING_POLL] = "uring-poll",
     [APP_MODEL_THREADS] = "threads",   [APP_MODEL_PREFORK] = "prefork",
+#ifdef _WIN32
+    [APP_MODEL_IOCP] = "iocp",
+#endif
 };
 
 static const char *const api_names[] = {"reactor", "proactor", "blocking"};
@@ -56,6 +59,14 @@ int app_balance_parse(const char *name, app_balance *out) {
     return 0;
 }
 
+int app_model_available(app_model m) {
+#ifdef _WIN32
+    return m == APP_MODEL_POLL || m == APP_MODEL_IOCP;
+#else
+    return (unsigned)m < APP_MODEL_COUNT;
+#endif
+}
+
 int app_model_is_event(app_model m) {
     return m != APP_MODEL_THREADS && m != APP_MODEL_PREFORK && (unsigned)m < APP_MODEL_COUNT;
 }
@@ -68,6 +79,9 @@ iomux_backend app_model_backend(app_model m) {
     case APP_MODEL_EPOLL_ET: return IOMUX_BACKEND_EPOLL;
     case APP_MODEL_URING:
     case APP_MODEL_URING_POLL: return IOMUX_BACKEND_URING;
+#ifdef _WIN32
+    case APP_MODEL_IOCP: return IOMUX_BACKEND_IOCP;
+#endif
     default: return IOMUX_BACKEND_AUTO;
     }
 }

@@ -1,12 +1,45 @@
 /* The command line: the runner's options plus the app's own, --help, and
  * the checks that give a bad command line a clear message and exit 2. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "port.h"
+
+/* What the platform has: Windows runs poll (WSAPoll) and iocp, the latter
+ * Proactor-only (its backend refuses watchers); no signals there. */
+#ifdef _WIN32
+#define DEFAULT_MODEL APP_MODEL_IOCP
+#define PROACTOR_ONLY(m) ((m) == APP_MODEL_IOCP)
+#define MODEL_HELP "poll|iocp (default iocp)"
+#define API_HELP "reactor|proactor (default: proactor on iocp, reactor on poll)"
+#define DRAIN_HELP "on Ctrl-C, close connections still busy after MS (default 5000)"
+#define MODELS_TEXT                                                                                       \
+    "event models: poll (WSAPoll: reactor or proactor) and iocp (I/O completion port:\n"                   \
+    "proactor only) run --threads loops (more than one needs --balance acceptor: no\n"                     \
+    "SO_REUSEPORT on Windows).\n"                                                                          \
+    "--model decides the backend ($IOMUX_BACKEND is not used); --offload runs on each\n"                  \
+    "loop's work pool ($IOMUX_THREADS threads, default 4).\n"                                             \
+    "Ctrl-C / Ctrl-Break drain: stop accepting, finish what is in flight, close idle\n"                   \
+    "connections, reset the rest after --drain-ms, exit 0. Exit codes: 0, 1 (cannot\n"                    \
+    "start), 2 (bad command line).\n"
+#else
+#define DEFAULT_MODEL APP_MODEL_EPOLL
+#define PROACTOR_ONLY(m) 0
+#define MODEL_HELP "select|poll|epoll|epoll-et|uring|uring-poll|threads|prefork (default epoll)"
+#define API_HELP "reactor|proactor (default: proactor on uring, reactor elsewhere)"
+#define DRAIN_HELP "on SIGINT/SIGTERM, close connections still busy after MS (default 5000)"
+#define MODELS_TEXT                                                                                       \
+    "event models (select, poll, epoll, epoll-et, uring, uring-poll) run --threads loops;\n"               \
+    "epoll-et and uring-poll are reactor-only; threads and prefork are blocking I/O.\n"                    \
+    "--model decides the backend ($IOMUX_BACKEND is not used); --offload runs on each\n"                  \
+    "loop's work pool ($IOMUX_THREADS threads, default 4).\n"                                             \
+    "SIGINT/SIGTERM drain: stop accepting, finish what is in flight, close idle\n"                        \
+    "connections, reset the rest after --drain-ms, exit 0. Exit codes: 0, 1 (cannot\n"                    \
+    "start, e.g. a backend the system refuses), 2 (bad command line).\n"
+#endif
 
 enum { OPT_MODEL, OPT_API, OPT_THREADS, OPT_BALANCE, OPT_PROCESSES, OPT_WORK_US, OPT_OFFLOAD, OPT_BIND,
        OPT_PORT, OPT_DRAIN_MS, OPT_DRAIN_IDLE, OPT_COUNT };
@@ -20,8 +53,15 @@ typedef struct parsed {
 } parsed;
 
 static int parse_model(const char *v, void *dest, char *err, size_t n) {
-    if (app_model_parse(v, dest) == 0) return 0;
-    snprintf(err, n, "unknown model '%s' (models: select poll epoll epoll-et uring uring-poll threads prefork)", v);
+    char list[128] = "";
+    unsigned m;
+    if (app_model_parse(v, dest) == 0 && app_model_available(*(app_model *)dest)) return 0;
+    for (m = 0; m < APP_MODEL_COUNT; m++) {
+        if (!app_model_available((app_model)m)) continue;
+        if (list[0]) strncat(list, " ", sizeof(list) - strlen(list) - 1);
+        strncat(list, app_model_name((app_model)m), sizeof(list) - strlen(list) - 1);
+    }
+    snprintf(err, n, "unknown model '%s' (models: %s)", v, list);
     return -1;
 }
 
@@ -59,10 +99,8 @@ static void common_options(const app_spec *spec, parsed *p, app_option t[OPT_COU
     app_options *o = p->o;
     snprintf(p->port_help, sizeof(p->port_help), "TCP port, 0: any free one (default %d)", spec->default_port);
     const app_option opts[OPT_COUNT + 1] = {
-        [OPT_MODEL] = {"model", APP_OPT_FUNC, &o->model, 0, 0, "MODEL",
-                       "select|poll|epoll|epoll-et|uring|uring-poll|threads|prefork (default epoll)", parse_model},
-        [OPT_API] = {"api", APP_OPT_FUNC, &o->api, 0, 0, "API",
-                     "reactor|proactor (default: proactor on uring, reactor elsewhere)", parse_api},
+        [OPT_MODEL] = {"model", APP_OPT_FUNC, &o->model, 0, 0, "MODEL", MODEL_HELP, parse_model},
+        [OPT_API] = {"api", APP_OPT_FUNC, &o->api, 0, 0, "API", API_HELP, parse_api},
         [OPT_THREADS] = {"threads", APP_OPT_UINT, &o->threads, 1, 256, "N",
                          "event loops, one per thread (default 1)", NULL},
         [OPT_BALANCE] = {"balance", APP_OPT_FUNC, &o->balance, 0, 0, "HOW",
@@ -79,7 +117,7 @@ static void common_options(const app_spec *spec, parsed *p, app_option t[OPT_COU
                       "numeric IPv4/IPv6 address to listen on (default 127.0.0.1)", parse_bind},
         [OPT_PORT] = {"port", APP_OPT_UINT, &p->port, 0, 65535, "PORT", p->port_help, NULL},
         [OPT_DRAIN_MS] = {"drain-ms", APP_OPT_UINT, &o->drain_ms, 0, 3600000, "MS",
-                          "on SIGINT/SIGTERM, close connections still busy after MS (default 5000)", NULL},
+                          DRAIN_HELP, NULL},
         [OPT_DRAIN_IDLE] = {"drain-idle-ms", APP_OPT_UINT, &o->drain_idle_ms, 1, 60000, "MS",
                             "while draining, a connection quiet for MS is idle and closed (default 100;\n"
                             "                         iomux-httpd's event models close one between requests at once)", NULL},
@@ -106,14 +144,7 @@ void app_usage(const app_spec *spec, FILE *out) {
     print_table(out, t);
     print_table(out, spec->options);
     fprintf(out, "  %-22s %s\n", "--help", "print this and exit");
-    fprintf(out,
-            "\nevent models (select, poll, epoll, epoll-et, uring, uring-poll) run --threads loops;\n"
-            "epoll-et and uring-poll are reactor-only; threads and prefork are blocking I/O.\n"
-            "--model decides the backend ($IOMUX_BACKEND is not used); --offload runs on each\n"
-            "loop's work pool ($IOMUX_THREADS threads, default 4).\n"
-            "SIGINT/SIGTERM drain: stop accepting, finish what is in flight, close idle\n"
-            "connections, reset the rest after --drain-ms, exit 0. Exit codes: 0, 1 (cannot\n"
-            "start, e.g. a backend the system refuses), 2 (bad command line).\n");
+    fprintf(out, "\n" MODELS_TEXT);
 }
 
 /* Prints "<name>: <message> (try --help)" and returns 2. */
@@ -202,10 +233,12 @@ static int choose_api(const app_spec *spec, parsed *p) {
         return 0;
     }
     if (!p->seen[OPT_API]) {
-        o->api = o->model == APP_MODEL_URING ? APP_API_PROACTOR : APP_API_REACTOR;
+        o->api = o->model == APP_MODEL_URING || PROACTOR_ONLY(o->model) ? APP_API_PROACTOR : APP_API_REACTOR;
         if (!supports(spec, o->api) && !reactor_only) o->api = o->api == APP_API_REACTOR ? APP_API_PROACTOR
                                                                                        : APP_API_REACTOR;
     }
+    if (PROACTOR_ONLY(o->model) && o->api != APP_API_PROACTOR)
+        return usage_error(spec, "--model %s is proactor-only (use --model poll for the reactor)", m);
     if (reactor_only && o->api != APP_API_REACTOR)
         return usage_error(spec, "--model %s is reactor-only (use --model %s for the proactor)", m,
                            o->model == APP_MODEL_EPOLL_ET ? "epoll" : "uring");
@@ -227,12 +260,16 @@ static int check_shape(const app_spec *spec, parsed *p) {
         return usage_error(spec, "%s does not support --balance acceptor", spec->name);
     if (p->seen[OPT_PROCESSES] && o->model != APP_MODEL_PREFORK)
         return usage_error(spec, "--processes applies to --model prefork only");
+#ifdef _WIN32
+    if (o->threads > 1 && o->balance == APP_BALANCE_REUSEPORT)
+        return usage_error(spec, "--threads %u needs --balance acceptor on Windows (no SO_REUSEPORT)", o->threads);
+#endif
     return 0;
 }
 
 static void defaults(const app_spec *spec, app_options *o) {
     memset(o, 0, sizeof(*o));
-    o->model = APP_MODEL_EPOLL;
+    o->model = DEFAULT_MODEL;
     o->threads = 1;
     o->balance = APP_BALANCE_REUSEPORT;
     o->processes = 64;

@@ -46,6 +46,7 @@ void app_log(const char *fmt, ...) {
     fprintf(stderr, "%s: %s\n", app__name, line); /* one call: lines from threads do not interleave */
 }
 
+#ifndef _WIN32 /* the blocking models' signals; Windows has neither */
 int app__on_signal(int sig, void (*handler)(int)) {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -53,3 +54,4 @@ int app__on_signal(int sig, void (*handler)(int)) {
     sigemptyset(&sa.sa_mask);
     return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
 }
+#endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "loops.h"
+#include "port.h"
 
 #define FREE_WAIT_MS 2000 /* a loop still busy at the end: run it this long */
 
@@ -18,6 +19,7 @@ static const char *backend_name(iomux_backend b) {
     case IOMUX_BACKEND_POLL: return "poll";
     case IOMUX_BACKEND_EPOLL: return "epoll";
     case IOMUX_BACKEND_URING: return "uring";
+    case IOMUX_BACKEND_IOCP: return "iocp";
     default: return "default";
     }
 }
@@ -115,7 +117,7 @@ void app__worker_close(app_worker *w) {
     snprintf(what, sizeof(what), "loop %u", w->pub.index);
     app__free_loop(w->pub.loop, what);
     w->pub.loop = NULL;
-    if (w->app_lfd >= 0) close(w->app_lfd);
+    if (w->app_lfd >= 0) app_sock_close(w->app_lfd);
     w->app_lfd = -1;
 }
 

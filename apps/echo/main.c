@@ -25,7 +25,9 @@ static const app_spec spec = {
             .conn_start = conn_start,
             .drain = echo_drain,
             .abort = echo_abort,
+#ifndef _WIN32 /* threads and prefork: not on Windows */
             .serve = echo_serve,
+#endif
             .loop_config = loop_config,
         },
 };

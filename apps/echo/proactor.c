@@ -6,11 +6,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <iomux/net.h>
 
 #include "echo.h"
+#include "port.h"
 
 typedef struct pconn {
     echo_conn base;    /* first: the ops get back to the pconn */
@@ -111,7 +111,7 @@ void echo_proactor_start(app_loop *l, iomux_fd fd) {
     int rc = c ? iomux_conn_start(l->loop, &c->conn, fd, &callbacks, NULL) : -ENOMEM;
     if (rc < 0) {
         free(c);
-        close(fd);
+        app_sock_close(fd);
         app_conn_closed(l);
         return;
     }

@@ -10,14 +10,11 @@
  * work runs inline (busy wait) or, with --offload, on the loop's work pool
  * while the watcher is stopped. */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "echo.h"
+#include "port.h"
 
 /* Bytes not yet echoed, and the work item while they are at work. */
 typedef struct held {
@@ -40,8 +37,8 @@ static void rconn_close(rconn *c, int abort) {
     if (c->base.closing) return;
     c->base.closing = 1;
     iomux_watch_stop(&c->w);
-    if (abort) setsockopt(c->w.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
-    close(c->w.fd);
+    if (abort) setsockopt(c->w.fd, SOL_SOCKET, SO_LINGER, APP_SOCKOPT(&reset), sizeof(reset));
+    app_sock_close(c->w.fd);
     echo_untrack(&c->base);
     if (c->working) {
         c->dead = 1; /* the work item is the loop's until its done runs */
@@ -67,9 +64,9 @@ static ssize_t put(rconn *c, const char *p, size_t len) {
         if (n > 0) {
             off += (size_t)n;
             echo_touch(&c->base);
-        } else if (n < 0 && errno == EAGAIN) {
+        } else if (n < 0 && app_sock_errno() == EAGAIN) {
             break;
-        } else if (n < 0 && errno != EINTR) {
+        } else if (n < 0 && app_sock_errno() != EINTR) {
             return -1;
         }
     }
@@ -144,8 +141,8 @@ static void read_ready(rconn *c) {
     do {
         ssize_t n = recv(c->w.fd, buf, ECHO_BUF, MSG_DONTWAIT);
         int rc;
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && errno == EAGAIN) return;
+        if (n < 0 && app_sock_errno() == EINTR) continue;
+        if (n < 0 && app_sock_errno() == EAGAIN) return;
         if (n <= 0) { /* end of stream (nothing is pending: reading stops while it is) or an error */
             rconn_close(c, n < 0);
             return;
@@ -184,9 +181,9 @@ static const echo_conn_ops rconn_ops = {rconn_busy, rconn_close_op};
 void echo_reactor_start(app_loop *l, iomux_fd fd) {
     rconn *c = calloc(1, sizeof(*c));
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* each echo leaves at once */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, APP_SOCKOPT(&one), sizeof(one)); /* each echo leaves at once */
     if (!c) {
-        close(fd);
+        app_sock_close(fd);
         app_conn_closed(l);
         return;
     }

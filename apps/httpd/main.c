@@ -7,6 +7,20 @@
 
 #include "httpd.h"
 
+#ifdef _WIN32
+/* Windows: the Proactor version only (the Reactor one writes with writev
+ * and sendfile(2), the blocking one needs threads or prefork); app_parse
+ * then refuses --api reactor, so these are never called. */
+#define HTTPD_APIS APP_API_BIT(APP_API_PROACTOR)
+#define httpd_reactor_loop_start(l, hl) ((void)(hl), -ENOTSUP)
+#define httpd_reactor_loop_stop(l) ((void)(l))
+#define httpd_reactor_conn(l, fd) ((void)(l), (void)(fd))
+#define httpd_reactor_drain(l) ((void)(l))
+#define httpd_reactor_abort(l) ((void)(l))
+#else
+#define HTTPD_APIS 0 /* all three */
+#endif
+
 static const char *root;
 static const char *access_log;
 static unsigned header_ms = 10000, idle_ms = 30000, send_ms = 30000;
@@ -91,6 +105,7 @@ static const app_spec spec = {
     .name = "iomux-httpd",
     .summary = "Serves HTTP/1.1: GET /plaintext, GET /json, and static files from --root.",
     .default_port = 8080,
+    .apis = HTTPD_APIS,
     .options = options,
     .hooks =
         {
@@ -99,7 +114,9 @@ static const app_spec spec = {
             .conn_start = conn_start,
             .drain = drain,
             .abort = abort_all,
+#ifndef _WIN32
             .serve = httpd_serve,
+#endif
         },
 };
 

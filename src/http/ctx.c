@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include "../core/sys.h" /* windows.h, io.h, iomux__errno_from_win */
+#endif
 
 #include "internal.h"
 
@@ -53,11 +56,34 @@ static int own_strings(iomux_http_ctx *ctx) {
     return 0;
 }
 
+#ifdef _WIN32
+/* No O_PATH: the directory's handle (BACKUP_SEMANTICS opens one) as a C
+ * runtime fd, which static.c resolves beneath. */
+static int open_root(iomux_http_ctx *ctx) {
+    BY_HANDLE_FILE_INFORMATION bi;
+    HANDLE h;
+    if (!ctx->cfg.root) return 0;
+    h = CreateFileA(ctx->cfg.root, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                    OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, NULL);
+    if (h == INVALID_HANDLE_VALUE) return -iomux__errno_from_win(GetLastError());
+    if (!GetFileInformationByHandle(h, &bi) || !(bi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)) {
+        CloseHandle(h);
+        return -ENOTDIR;
+    }
+    ctx->root_fd = _open_osfhandle((intptr_t)h, _O_RDONLY);
+    if (ctx->root_fd < 0) {
+        CloseHandle(h);
+        return -EMFILE;
+    }
+    return 0;
+}
+#else
 static int open_root(iomux_http_ctx *ctx) {
     if (!ctx->cfg.root) return 0;
     ctx->root_fd = open(ctx->cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     return ctx->root_fd < 0 ? -errno : 0;
 }
+#endif
 
 int iomux_http_ctx_new(iomux_http_ctx **out, const iomux_http_config *cfg) {
     const iomux_allocator *a = cfg && cfg->allocator ? cfg->allocator : &iomux__default_allocator;

@@ -1,5 +1,8 @@
 /* HTTP dates (IMF-fixdate, RFC 7231 7.1.1.1) and the access log's time,
  * formatted by hand: strftime would follow the locale. */
+#ifdef _WIN32
+#define _POSIX_THREAD_SAFE_FUNCTIONS 200112L /* mingw-w64 declares gmtime_r only then */
+#endif
 #include <string.h>
 
 #include "internal.h"

@@ -4,15 +4,17 @@
  * sendfile); what the session says next decides between reading on and
  * closing. The connection's single timer carries the header deadline and
  * the idle / send timeout. */
-#include <arpa/inet.h>
 #include <errno.h>
+#ifndef _WIN32
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#endif
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "iomux/net.h"
 #include "internal.h"
+#include "../core/sys.h" /* sockets: POSIX or Winsock */
 
 typedef struct hconn {
     iomux_conn c;              /* first: the callbacks get &c; c.data is the server */
@@ -187,7 +189,7 @@ static int adopt(iomux_http_server *srv, iomux_fd fd) {
     hconn *h = iomux__http_malloc(srv->ctx, sizeof(*h));
     int rc;
     if (!h) {
-        close(fd);
+        iomux__sock_close(fd);
         return -ENOMEM;
     }
     memset(h, 0, sizeof(*h));
@@ -197,7 +199,7 @@ static int adopt(iomux_http_server *srv, iomux_fd fd) {
     h->idle_ms = cfg->idle_timeout_ms;
     rc = iomux_conn_start(srv->loop, &h->c, fd, &conn_cbs, &opts);
     if (rc < 0) {
-        close(fd);
+        iomux__sock_close(fd);
         iomux__http_free(srv->ctx, h);
         return rc;
     }
@@ -236,7 +238,7 @@ static void peer_name(const iomux_http_session *s, char *buf, size_t size) {
     if (ss.ss_family == AF_INET) addr = &((const struct sockaddr_in *)&ss)->sin_addr;
     else if (ss.ss_family == AF_INET6) addr = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
     else return;
-    inet_ntop(ss.ss_family, addr, buf, (socklen_t)size);
+    inet_ntop(ss.ss_family, (void *)addr, buf, (socklen_t)size); /* (Winsock's takes no const) */
 }
 
 /* ---- the server ----------------------------------------------------------------------------- */
@@ -252,7 +254,7 @@ void iomux_http_server_abort(iomux_http_server *srv) {
 
 int iomux_http_server_adopt(iomux_http_server *srv, iomux_fd fd) {
     if (srv->draining) {
-        close(fd);
+        iomux__sock_close(fd);
         return -ECANCELED;
     }
     srv->accepted++;

@@ -2,16 +2,29 @@
  * refused if it could mean anything but a plain descent ("..", encoded
  * slashes, backslashes, NUL); then the kernel resolves it with openat2()
  * and RESOLVE_BENEATH, so that no symlink (or race with one) leads out of
- * the root either. Debian 12's glibc has no openat2 wrapper. */
+ * the root either. Debian 12's glibc has no openat2 wrapper. On Windows
+ * the second fence is a check after the open: the file's final path (links
+ * and junctions resolved) must lie beneath the root's. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include "../core/sys.h" /* windows.h, io.h, iomux__errno_from_win */
+#else
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#endif
 
 #include "internal.h"
+
+/* What serving needs to know of an open file. */
+typedef struct finfo {
+    int dir, reg;
+    uint64_t size;
+    time_t mtime;
+} finfo;
 
 static int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -34,6 +47,9 @@ static int decode(const char *p, size_t n, char *out, size_t *len) {
             if (c == '/') return 400;
         }
         if (c == 0 || c == '\\') return 400;
+#ifdef _WIN32
+        if (c == ':') return 400; /* a drive, or an alternate data stream */
+#endif
         out[w++] = (char)c;
     }
     *len = w;
@@ -77,6 +93,61 @@ static int make_path(iomux_http_ctx *ctx, const char *p, size_t n, size_t *len) 
     return st ? st : normalize(ctx->path, *len, len);
 }
 
+#ifdef _WIN32
+/* The final path of an open handle ("\\?\C:\..."), into buf: its
+ * length, or 0 if it has none (a device such as CON or NUL). */
+static DWORD final_path(HANDLE h, char *buf, DWORD n) {
+    DWORD len = GetFinalPathNameByHandleA(h, buf, n, FILE_NAME_NORMALIZED | VOLUME_NAME_DOS);
+    return len < n ? len : 0;
+}
+
+static int open_beneath(int root, const char *path) {
+    char rbuf[MAX_PATH + 8], fbuf[MAX_PATH + 8], full[2 * MAX_PATH], *p;
+    HANDLE h;
+    DWORD rlen, flen;
+    int fd;
+    rlen = final_path((HANDLE)_get_osfhandle(root), rbuf, sizeof(rbuf));
+    if (!rlen || (size_t)snprintf(full, sizeof(full), "%s\\%s", rbuf, path) >= sizeof(full)) return -ENAMETOOLONG;
+    /* A "\\?\" path is not normalized: its separators must be backslashes. */
+    for (p = full + rlen; *p; p++)
+        if (*p == '/') *p = '\\';
+    /* BACKUP_SEMANTICS: directories open too (serve_fd redirects them) */
+    h = CreateFileA(full, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,
+                    FILE_FLAG_BACKUP_SEMANTICS, NULL);
+    if (h == INVALID_HANDLE_VALUE) return -iomux__errno_from_win(GetLastError());
+    flen = final_path(h, fbuf, sizeof(fbuf));
+    if (!flen || flen < rlen || strncmp(fbuf, rbuf, rlen) != 0 || (flen > rlen && fbuf[rlen] != '\\')) {
+        CloseHandle(h); /* a device, or a link that leads out of the root */
+        return -EXDEV;
+    }
+    fd = _open_osfhandle((intptr_t)h, _O_RDONLY);
+    if (fd < 0) CloseHandle(h);
+    return fd < 0 ? -EMFILE : fd;
+}
+
+static int file_info(int fd, finfo *fi) {
+    BY_HANDLE_FILE_INFORMATION bi;
+    uint64_t t;
+    if (!GetFileInformationByHandle((HANDLE)_get_osfhandle(fd), &bi)) return -1;
+    fi->dir = (bi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) != 0;
+    fi->reg = !fi->dir && !(bi.dwFileAttributes & FILE_ATTRIBUTE_DEVICE);
+    fi->size = ((uint64_t)bi.nFileSizeHigh << 32) | bi.nFileSizeLow;
+    /* 100 ns ticks since 1601 to seconds since 1970 */
+    t = ((uint64_t)bi.ftLastWriteTime.dwHighDateTime << 32) | bi.ftLastWriteTime.dwLowDateTime;
+    fi->mtime = (time_t)(t / 10000000u) - (time_t)11644473600;
+    return 0;
+}
+#else
+static int file_info(int fd, finfo *fi) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -1;
+    fi->dir = S_ISDIR(st.st_mode);
+    fi->reg = S_ISREG(st.st_mode);
+    fi->size = (uint64_t)st.st_size;
+    fi->mtime = st.st_mtime;
+    return 0;
+}
+
 static int open_beneath(int root, const char *path) {
     struct open_how how;
     long fd;
@@ -87,6 +158,7 @@ static int open_beneath(int root, const char *path) {
     fd = syscall(SYS_openat2, root, path[0] ? path : ".", &how, sizeof(how));
     return fd < 0 ? -errno : (int)fd;
 }
+#endif
 
 /* An open error as a status: a symlink out of the root (EXDEV, ELOOP) is
  * as missing as a missing file. */
@@ -112,18 +184,18 @@ static int redirect(iomux_http_response *r, const iomux_http_request *req) {
 
 /* 304 when If-Modified-Since is no older than the file. If-None-Match
  * wins over it (RFC 7232 3.3), and we give no ETags for it to match. */
-static int not_modified(const iomux_http_request *req, const struct stat *st) {
+static int not_modified(const iomux_http_request *req, const finfo *st) {
     size_t n;
     const char *v = iomux_http_header(req, "If-Modified-Since", &n);
     time_t ims;
     if (!v || iomux_http_header(req, "If-None-Match", NULL)) return 0;
-    return iomux__http_date_parse(v, n, &ims) == 0 && st->st_mtime <= ims;
+    return iomux__http_date_parse(v, n, &ims) == 0 && st->mtime <= ims;
 }
 
-static int send_file(iomux_http_response *r, const iomux_http_request *req, int fd, const struct stat *st,
+static int send_file(iomux_http_response *r, const iomux_http_request *req, int fd, const finfo *st,
                      const char *path, size_t len) {
-    iomux__http_meta m = {.status = 200, .ctype = iomux__http_mime(path, len), .mtime = st->st_mtime};
-    m.clen = (uint64_t)st->st_size;
+    iomux__http_meta m = {.status = 200, .ctype = iomux__http_mime(path, len), .mtime = st->mtime};
+    m.clen = st->size;
     if (not_modified(req, st)) {
         m.status = 304;
         m.no_clen = 1;
@@ -135,7 +207,7 @@ static int send_file(iomux_http_response *r, const iomux_http_request *req, int 
 
 /* A directory asked for with its trailing slash: its index.html. Returns
  * the fd, or minus the status to answer. */
-static int open_index(iomux_http_ctx *ctx, size_t *len, struct stat *st) {
+static int open_index(iomux_http_ctx *ctx, size_t *len, finfo *st) {
     static const char index[] = "index.html";
     int fd;
     if (*len > 0) ctx->path[(*len)++] = '/';
@@ -143,7 +215,7 @@ static int open_index(iomux_http_ctx *ctx, size_t *len, struct stat *st) {
     *len += sizeof(index) - 1;
     fd = open_beneath(ctx->root_fd, ctx->path);
     if (fd < 0) return -open_status(fd);
-    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+    if (file_info(fd, st) < 0 || !st->reg) {
         close(fd);
         return -404;
     }
@@ -153,14 +225,14 @@ static int open_index(iomux_http_ctx *ctx, size_t *len, struct stat *st) {
 static int serve_fd(iomux_http_response *r, const iomux_http_request *req, int fd, size_t len) {
     iomux_http_ctx *ctx = r->s->ctx;
     int slash = req->path_len > 0 && req->path[req->path_len - 1] == '/';
-    struct stat st;
-    if (fstat(fd, &st) < 0) st.st_mode = 0;
-    if (S_ISDIR(st.st_mode)) {
+    finfo st;
+    if (file_info(fd, &st) < 0) st.dir = st.reg = 0;
+    if (st.dir) {
         close(fd);
         if (!slash) return redirect(r, req);
         fd = open_index(ctx, &len, &st);
         if (fd < 0) return iomux__http_error(r, -fd);
-    } else if (!S_ISREG(st.st_mode) || slash) {
+    } else if (!st.reg || slash) {
         close(fd);
         return iomux__http_error(r, 404);
     }

@@ -6,11 +6,8 @@
  * through, the backlog is shed with a reserve fd (libuv's and nginx's
  * trick) so the waiting peers are told instead of left hanging. */
 #include <errno.h>
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "iomux/net.h"
+#include "conn.h" /* iomux__net_nonblock, and sys.h */
 
 enum { A_IDLE = 0, A_RUN, A_PAUSED, A_STOPPING };
 
@@ -21,7 +18,29 @@ enum { A_IDLE = 0, A_RUN, A_PAUSED, A_STOPPING };
 static void accept_cb(iomux_op *op);
 
 static int open_spare(void) {
+#ifdef _WIN32
+    return -1; /* Windows has no per-process fd limit a reserve fd would relieve */
+#else
     return open("/dev/null", O_RDONLY | O_CLOEXEC);
+#endif
+}
+
+/* One accept outside the op, non-blocking and close-on-exec: the new fd,
+ * or -errno. */
+static int accept_now(iomux_fd lfd) {
+#ifdef _WIN32
+    SOCKET s = accept((SOCKET)lfd, NULL, NULL);
+    int rc;
+    if (s == INVALID_SOCKET) return -iomux__sock_errno();
+    if ((rc = iomux__set_nonblock((iomux_fd)s)) < 0) {
+        closesocket(s);
+        return rc;
+    }
+    return (int)s;
+#else
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+#endif
 }
 
 static int start_op(iomux_acceptor *a) {
@@ -30,7 +49,7 @@ static int start_op(iomux_acceptor *a) {
 }
 
 static void drop_spare(iomux_acceptor *a) {
-    if (a->internal.spare >= 0) close(a->internal.spare);
+    if (a->internal.spare >= 0) iomux__fd_close(a->internal.spare);
     a->internal.spare = -1;
 }
 
@@ -53,7 +72,7 @@ static void finish_stop(iomux_acceptor *a) {
 
 static void hand_out(iomux_acceptor *a, iomux_fd fd) {
     if (a->internal.state != A_RUN) {
-        close(fd); /* it came after the stop: never handed out */
+        iomux__sock_close(fd); /* it came after the stop: never handed out */
         return;
     }
     a->accepted++;
@@ -66,20 +85,20 @@ static void hand_out(iomux_acceptor *a, iomux_fd fd) {
  * returns 1 if so. Otherwise frees the reserve fd for a moment, so that the
  * pending connections can be accepted, and closes each at once. */
 static int shed(iomux_acceptor *a) {
-    int i, fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int i, fd = accept_now(a->fd);
     if (fd >= 0) {
         hand_out(a, fd);
         return 1;
     }
-    if ((errno != EMFILE && errno != ENFILE) || a->internal.spare < 0) return 0;
+    if ((fd != -EMFILE && fd != -ENFILE) || a->internal.spare < 0) return 0;
     drop_spare(a);
     for (i = 0; i < SHED_MAX; i++) {
-        fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        fd = accept_now(a->fd);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (fd == -EINTR || fd == -ECONNABORTED) continue;
             break; /* EAGAIN: the backlog is empty; EMFILE: someone took the fd */
         }
-        close(fd);
+        iomux__sock_close(fd);
         a->shed++;
     }
     a->internal.spare = open_spare();
@@ -150,12 +169,10 @@ static void stopped_cb(iomux_op *op) {
 }
 
 int iomux_acceptor_start(iomux_loop *loop, iomux_acceptor *a, iomux_fd lfd, iomux_accept_cb on_accept) {
-    int fl, rc;
+    int rc;
     if (!loop || !a || !on_accept || lfd < 0) return -EINVAL;
-    fl = fcntl(lfd, F_GETFL);
-    if (fl < 0) return -errno;
-    /* shed() calls accept4 itself: on a blocking socket it would block */
-    if (!(fl & O_NONBLOCK) && fcntl(lfd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+    /* shed() calls accept itself: on a blocking socket it would block */
+    if ((rc = iomux__net_nonblock(lfd)) < 0) return rc;
     a->loop = loop;
     a->fd = lfd;
     a->on_accept = on_accept;

@@ -8,13 +8,11 @@
  * by then; each final callback ends with iomux__conn_maybe_finish, and
  * touches nothing after it. */
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#ifndef _WIN32
+#include <netinet/tcp.h>
+#endif
 
 #include "conn.h"
 
@@ -228,7 +226,7 @@ static void try_close(iomux_conn *c) {
     op->data = c;
     rc = iomux_close(c->loop, op, c->fd, close_cb);
     if (rc < 0) { /* cannot happen with a reserved fd; still, never leak it */
-        close(c->fd);
+        iomux__sock_close(c->fd);
         if (iomux_timeout(c->loop, op, 0, close_cb) < 0) {
             /* no callback will come for this op: mark it idle, or
              * maybe_finish would wait for it forever */
@@ -251,7 +249,7 @@ void iomux__conn_fail(iomux_conn *c, int err) {
     if (!c->internal.reason) c->internal.reason = err;
     if (c->internal.flags & CF_CLOSE_FD) return;
     /* a reset: the peer must not take a cut stream for a complete one */
-    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, IOMUX__SOCKOPT(&lg), sizeof(lg));
     iomux__conn_close_fd(c);
 }
 
@@ -278,12 +276,11 @@ static int check_opts(const iomux_conn_opts *o, uint32_t *high, uint32_t *low) {
 }
 
 static int prepare_fd(iomux_fd fd) {
-    int one = 1, fl = fcntl(fd, F_GETFL);
-    if (fl < 0) return -errno;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+    int one = 1, rc = iomux__net_nonblock(fd);
+    if (rc < 0) return rc;
     /* the queue gathers small writes itself: Nagle would only add delay
      * (fails harmlessly on AF_UNIX) */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, IOMUX__SOCKOPT(&one), sizeof(one));
     return 0;
 }
 

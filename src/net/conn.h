@@ -9,6 +9,38 @@
  * held data come from iomux_config.allocator like the loop's own tables, so
  * an allocator that fails reaches them too (tests/test-faults.c). */
 #include "../core/loop.h"
+/* Sockets and their calls on POSIX and Winsock (sys.h). */
+#include "../core/sys.h"
+
+#ifdef _WIN32
+#ifndef SHUT_WR
+#define SHUT_WR SD_SEND
+#endif
+#endif
+
+/* Makes a socket we were given non-blocking. POSIX: O_NONBLOCK only, so
+ * the caller's close-on-exec choice stays theirs. Windows cannot tell
+ * whether a socket blocks: set it. 0 or -errno. */
+static inline int iomux__net_nonblock(iomux_fd fd) {
+#ifdef _WIN32
+    return iomux__set_nonblock(fd);
+#else
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+    return 0;
+#endif
+}
+
+/* Closes a file of the write queue: a C runtime fd on Windows, where
+ * close() would not do for a socket and closesocket not for a file. */
+static inline void iomux__net_file_close(int fd) {
+#ifdef _WIN32
+    _close(fd);
+#else
+    close(fd);
+#endif
+}
 
 /* One entry of the write queue: copied bytes (file < 0) or a file range. */
 struct iomux__conn_chunk {

@@ -18,8 +18,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "conn.h"
 
@@ -28,7 +26,7 @@
 #define FILE_MAX (1u << 20)
 
 static void chunk_free(iomux_conn *c, iomux__conn_chunk *ch) {
-    if (ch->file >= 0 && (ch->fflags & IOMUX_CONN_FILE_CLOSE)) close(ch->file);
+    if (ch->file >= 0 && (ch->fflags & IOMUX_CONN_FILE_CLOSE)) iomux__net_file_close(ch->file);
     iomux__free(c->loop, ch);
 }
 
@@ -217,7 +215,7 @@ int iomux_conn_sendfile(iomux_conn *c, iomux_fd file, int64_t offset, size_t len
     if (file < 0 || offset < 0 || (flags & ~(unsigned)IOMUX_CONN_FILE_CLOSE)) return -EINVAL;
     if (!writable(c)) return -EPIPE;
     if (len == 0) { /* nothing to send: the range is done at once */
-        if (flags & IOMUX_CONN_FILE_CLOSE) close(file);
+        if (flags & IOMUX_CONN_FILE_CLOSE) iomux__net_file_close(file);
         return c->internal.queued > c->internal.high;
     }
     ch = chunk_new(c, 0, file);

@@ -1,13 +1,13 @@
 /* Listening sockets: numeric host parsing (no name lookups: getaddrinfo
  * blocks), socket options, bind and listen. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#ifndef _WIN32
+#include <arpa/inet.h>
+#endif
 
 #include "iomux/net.h"
+#include "../core/sys.h"
 
 typedef union any_addr {
     struct sockaddr sa;
@@ -43,14 +43,44 @@ static int parse_host(const char *host, int port, any_addr *a) {
 }
 
 static int set_opt(int fd, int level, int name, int value) {
-    return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? -errno : 0;
+    return setsockopt(fd, level, name, IOMUX__SOCKOPT(&value), sizeof(value)) < 0 ? -iomux__sock_errno() : 0;
 }
 
+#ifdef _WIN32
+/* On Windows SO_REUSEADDR lets another socket bind the same port and take
+ * its connections; SO_EXCLUSIVEADDRUSE forbids that. (A port left in
+ * TIME_WAIT does not stop a listener's bind there.) No SO_REUSEPORT. */
+#define REUSE_ADDR SO_EXCLUSIVEADDRUSE
+#else
+#define REUSE_ADDR SO_REUSEADDR
+#endif
+
 static int configure(int fd, int family, const iomux_listen_opts *o) {
-    int rc = set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    int rc = set_opt(fd, SOL_SOCKET, REUSE_ADDR, 1);
+#ifdef SO_REUSEPORT
     if (rc == 0 && o->reuseport) rc = set_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+#else
+    if (rc == 0 && o->reuseport) rc = -ENOTSUP;
+#endif
     if (rc == 0 && family == AF_INET6) rc = set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, o->v6only ? 1 : 0);
     return rc;
+}
+
+/* A non-blocking, close-on-exec TCP socket: its fd, or -errno. */
+static int open_socket(int family) {
+#ifdef _WIN32
+    SOCKET s = socket(family, SOCK_STREAM, IPPROTO_TCP);
+    int rc;
+    if (s == INVALID_SOCKET) return -iomux__sock_errno();
+    if ((rc = iomux__set_nonblock((iomux_fd)s)) < 0) {
+        closesocket(s);
+        return rc;
+    }
+    return (int)s;
+#else
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
+#endif
 }
 
 int iomux_listen(const char *host, int port, const iomux_listen_opts *opts) {
@@ -61,13 +91,14 @@ int iomux_listen(const char *host, int port, const iomux_listen_opts *opts) {
     if (port < 0 || port > 65535 || o->backlog < 0) return -EINVAL;
     len = parse_host(host, port, &a);
     if (len < 0) return len;
-    fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
+    if ((rc = iomux__sys_init()) < 0) return rc; /* WSAStartup, before the first socket call */
+    fd = open_socket(a.sa.sa_family);
+    if (fd < 0) return fd;
     rc = configure(fd, a.sa.sa_family, o);
-    if (rc == 0 && bind(fd, &a.sa, (socklen_t)len) < 0) rc = -errno;
-    if (rc == 0 && listen(fd, o->backlog ? o->backlog : SOMAXCONN) < 0) rc = -errno;
+    if (rc == 0 && bind(fd, &a.sa, (socklen_t)len) < 0) rc = -iomux__sock_errno();
+    if (rc == 0 && listen(fd, o->backlog ? o->backlog : SOMAXCONN) < 0) rc = -iomux__sock_errno();
     if (rc < 0) {
-        close(fd);
+        iomux__sock_close(fd);
         return rc;
     }
     return fd;
@@ -76,7 +107,7 @@ int iomux_listen(const char *host, int port, const iomux_listen_opts *opts) {
 int iomux_listen_port(iomux_fd fd) {
     any_addr a;
     socklen_t len = sizeof(a);
-    if (getsockname(fd, &a.sa, &len) < 0) return -errno;
+    if (getsockname(fd, &a.sa, &len) < 0) return -iomux__sock_errno();
     if (a.sa.sa_family == AF_INET) return ntohs(a.in4.sin_port);
     if (a.sa.sa_family == AF_INET6) return ntohs(a.in6.sin6_port);
     return -EAFNOSUPPORT;
