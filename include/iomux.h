@@ -67,11 +67,20 @@
  *           watchers are polls (multishot for edge-triggered). A loop's ring
  *           belongs to the first thread that runs the loop: always run it
  *           on that thread.
- * On readiness backends the Proactor is emulated by the core; on uring the
+ *   iocp    Windows I/O completion ports: the Proactor is native (overlapped
+ *           AcceptEx, ConnectEx, WSARecv, WSASend, TransmitFile, ReadFile /
+ *           WriteFile; completions dequeued in batches). A pool recv posts a
+ *           zero-byte read and takes its buffer only when data is there.
+ *           Watchers are refused: in phase 4 the watcher stops with
+ *           IOMUX_ERR and iomux_watch_error() gives -ENOTSUP. Use poll for
+ *           the Reactor on Windows.
+ * On Windows, poll is WSAPoll (sockets only) and there is no select, epoll
+ * or uring; signal watchers are not supported there (-ENOTSUP). On
+ * readiness backends the Proactor is emulated by the core; on uring the
  * Reactor is. IOMUX_BACKEND_AUTO picks the best one that starts: uring, else
  * epoll (when io_uring is too old, disabled, or refused by seccomp), on
- * Linux. The environment variable IOMUX_BACKEND=select|poll|epoll|uring
- * overrides AUTO.
+ * Linux; iocp on Windows. The environment variable
+ * IOMUX_BACKEND=select|poll|epoll|uring|iocp overrides AUTO.
  */
 #ifndef IOMUX_H
 #define IOMUX_H
@@ -379,7 +388,8 @@ IOMUX_API int iomux_post(iomux_loop *loop, iomux_post_fn fn, void *arg);
  * a standard signal raised twice before it is handled). iomux
  * installs its handler with sigaction() while at least one watcher of that
  * signal is started anywhere, and restores the previous action after the
- * last stops. SIGKILL and SIGSTOP cannot be watched (-EINVAL). */
+ * last stops. SIGKILL and SIGSTOP cannot be watched (-EINVAL). On Windows
+ * iomux_signal_start returns -ENOTSUP. */
 typedef void (*iomux_signal_cb)(iomux_signal *s, int signum);
 
 struct iomux_signal {

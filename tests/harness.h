@@ -4,19 +4,44 @@
 #ifndef IOMUX_TEST_HARNESS_H
 #define IOMUX_TEST_HARNESS_H
 
+#ifdef _WIN32
+/* Windows (mingw-w64, run under Wine): Winsock, and below, after iomux.h,
+ * the shims that give the tests their POSIX names. */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#include <io.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#else
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#endif
 
 #include "iomux.h"
+
+#ifdef _WIN32
+#include "harness-win.h"
+#endif
 
 #define TEST_SKIP 77
 
@@ -61,6 +86,20 @@ static const char *test_only __attribute__((unused));
         test();                                                                \
     } while (0)
 
+#ifdef _WIN32
+/* The monotonic clock: QueryPerformanceCounter. */
+static inline uint64_t test_ns(void) {
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (uint64_t)(c.QuadPart / f.QuadPart) * 1000000000u +
+           (uint64_t)(c.QuadPart % f.QuadPart) * 1000000000u / (uint64_t)f.QuadPart;
+}
+
+static inline uint64_t test_ms(void) {
+    return test_ns() / 1000000u;
+}
+#else
 static inline uint64_t test_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -72,6 +111,7 @@ static inline uint64_t test_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+#endif
 
 /* Before main: if $IOMUX_BACKEND names a backend this machine refuses
  * (io_uring disabled or filtered: EPERM, ENOSYS; not built: ENOTSUP), the
@@ -81,6 +121,9 @@ __attribute__((constructor)) static void test_backend_probe(void) {
     const char *b = getenv("IOMUX_BACKEND");
     iomux_loop *loop = NULL;
     int rc;
+#ifdef _WIN32
+    test_win_init();
+#endif
     if (!b || !*b) return;
     rc = iomux_loop_new(&loop, NULL);
     if (rc == -EPERM || rc == -ENOSYS || rc == -ENOTSUP) {
@@ -113,6 +156,28 @@ static inline int test_native_et(iomux_loop *loop) {
     return b == IOMUX_BACKEND_EPOLL || b == IOMUX_BACKEND_URING;
 }
 
+/* 0 on iocp, which has no Reactor (watchers fail with -ENOTSUP): the few
+ * Proactor tests that use a watcher as a helper run that part elsewhere. */
+static inline int test_reactor(iomux_loop *loop) {
+    return iomux_loop_backend(loop) != IOMUX_BACKEND_IOCP;
+}
+
+/* 1 when the Windows build runs under Wine, for what Wine does not emulate
+ * (each use says what). */
+static inline int test_wine(void) {
+#ifdef _WIN32
+    HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+    return ntdll && GetProcAddress(ntdll, "wine_get_version") != NULL;
+#else
+    return 0;
+#endif
+}
+
+#ifdef _WIN32
+static inline void set_nonblock(int fd) {
+    CHECK_SYS(fcntl(fd, F_SETFL, O_NONBLOCK));
+}
+#else
 static inline void set_nonblock(int fd) {
     int fl = fcntl(fd, F_GETFL);
     CHECK_SYS(fl);
@@ -123,6 +188,7 @@ static inline void set_nonblock(int fd) {
 static inline void unix_pair(int fds[2]) {
     CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds));
 }
+#endif
 
 /* A listening TCP socket on 127.0.0.1 with an ephemeral port. */
 static inline int tcp_listener(struct sockaddr_in *addr) {
@@ -155,6 +221,13 @@ static inline void tcp_pair(int fds[2]) {
     CHECK_SYS(setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)));
     CHECK_SYS(setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)));
 }
+
+#ifdef _WIN32
+/* Windows has no socketpair: the stream pair is loopback TCP. */
+static inline void unix_pair(int fds[2]) {
+    tcp_pair(fds);
+}
+#endif
 
 static inline void write_all(int fd, const void *buf, size_t len) {
     const char *p = buf;
@@ -207,6 +280,31 @@ static inline void run_until(iomux_loop *loop, const volatile int *flag, unsigne
         }
     }
 }
+
+/* An empty temp file open read-write, already gone from its directory
+ * (POSIX: unlinked at once; Windows, which cannot unlink an open file:
+ * deleted when closed). */
+#ifdef _WIN32
+static inline int test_temp_fd(const char *prefix) {
+    char dir[MAX_PATH], path[MAX_PATH];
+    int fd;
+    CHECK(GetTempPathA(sizeof(dir), dir) > 0);
+    CHECK(GetTempFileNameA(dir, prefix, 0, path) != 0);
+    fd = _open(path, _O_RDWR | _O_BINARY | _O_TRUNC | _O_TEMPORARY | _O_NOINHERIT);
+    CHECK_SYS(fd);
+    return fd;
+}
+#else
+static inline int test_temp_fd(const char *prefix) {
+    char path[256];
+    int fd;
+    snprintf(path, sizeof(path), "/tmp/%s-XXXXXX", prefix);
+    fd = mkstemp(path);
+    CHECK_SYS(fd);
+    CHECK_SYS(unlink(path));
+    return fd;
+}
+#endif
 
 /* Interest updates handed to the backend so far (iomux_loop_stats). */
 static inline uint64_t test_updates(iomux_loop *loop) {

@@ -6,8 +6,6 @@
  * close-with-ops-in-flight stress. Ops are heap-allocated and freed in their
  * final callback, so that ASan sees any touch after it. File reads use the
  * work pool on readiness backends: the test runs under TSan too. */
-#include <poll.h>
-#include <sys/stat.h>
 
 #include "harness.h"
 
@@ -235,17 +233,17 @@ static iomux_loop *test_loop_zc(void) {
     return loop;
 }
 
-static int on_uring(iomux_loop *loop) {
-    return iomux_loop_backend(loop) == IOMUX_BACKEND_URING;
+/* The native Proactors (uring, iocp) hand an op to the kernel at start:
+ * nothing is done inside the start call, and a cancel may win. */
+static int on_native(iomux_loop *loop) {
+    iomux_backend b = iomux_loop_backend(loop);
+    return b == IOMUX_BACKEND_URING || b == IOMUX_BACKEND_IOCP;
 }
 
 /* A temp file of n bytes of 'F', unlinked. */
 static int temp_file(size_t n) {
-    char path[] = "/tmp/iomux-cancel-XXXXXX";
     char buf[4096];
-    int fd = mkstemp(path);
-    CHECK_SYS(fd);
-    unlink(path);
+    int fd = test_temp_fd("iomux-cancel");
     memset(buf, 'F', sizeof(buf));
     while (n > 0) {
         size_t k = n < sizeof(buf) ? n : sizeof(buf);
@@ -485,12 +483,12 @@ static void test_cancel_right_after_start(void) {
     CHECK_EQ(T[id].mores, 0);
 
     /* A send to a writable socket may be done at start (readiness backends:
-     * its result is then queued, -EALREADY); on uring the cancel may win.
+     * its result is then queued, -EALREADY); on uring, iocp the cancel may win.
      * Either way one callback, and its result says what the peer got. */
     id = start_op(loop, K_SEND, p[0], 100, -1, NULL);
     rc = iomux_cancel(&H[id]->op);
     CHECK(rc == 0 || rc == -EALREADY);
-    if (!on_uring(loop)) CHECK_EQ(rc, -EALREADY);
+    if (!on_native(loop)) CHECK_EQ(rc, -EALREADY);
     run_all_final(loop);
     if (rc == -EALREADY) CHECK_EQ(T[id].result, 100);
     else CHECK(T[id].result == 100 || T[id].result == -ECANCELED);
@@ -575,33 +573,44 @@ static void test_cancel_after_completion(void) {
 
 /* The result is queued but not yet delivered: -EALREADY, and the callback
  * still runs once, with the result. A sendfile to a writable socket is done
- * at start on every backend (emulated everywhere, also on uring). */
+ * at start on every backend but iocp (emulated everywhere, also on uring);
+ * iocp sends the file in the kernel (TransmitFile), so there the cancel may
+ * win, as for a send on uring. */
 static void test_cancel_result_queued(void) {
     iomux_loop *loop = test_loop();
-    int p[2], file, id;
+    int p[2], file, id, rc;
+    int native_sendfile = iomux_loop_backend(loop) == IOMUX_BACKEND_IOCP;
     reset_tracking();
     tcp_pair(p);
     file = temp_file(1000);
     id = start_op(loop, K_SENDFILE, p[0], 1000, file, NULL);
-    CHECK_EQ(iomux_cancel(&H[id]->op), -EALREADY);
-    CHECK_EQ(iomux_cancel(&H[id]->op), -EALREADY);
+    rc = iomux_cancel(&H[id]->op);
+    if (native_sendfile) {
+        CHECK(rc == 0 || rc == -EALREADY);
+    } else {
+        CHECK_EQ(rc, -EALREADY);
+        CHECK_EQ(iomux_cancel(&H[id]->op), -EALREADY);
+    }
     CHECK(iomux_op_active(&H[id]->op));
     CHECK_EQ(iomux_loop_free(loop), -EBUSY); /* its callback has not run */
     run_all_final(loop);
-    CHECK_EQ(T[id].result, 1000);
+    if (rc == -EALREADY) CHECK_EQ(T[id].result, 1000);
+    else CHECK(T[id].result == 1000 || T[id].result == -ECANCELED);
     {
         struct pollfd pf = {p[1], POLLIN, 0};
         size_t got = 0;
-        uint64_t end = test_ms() + WAIT_MS;
+        uint64_t end = test_ms() + (T[id].result == 1000 ? WAIT_MS : 200);
         while (got < 1000 && test_ms() < end) {
             poll(&pf, 1, 100);
             got += drain(p[1]);
         }
-        CHECK_EQ(got, 1000);
+        /* cancelled: at most a prefix reached the peer */
+        if (T[id].result == 1000) CHECK_EQ(got, 1000);
+        else CHECK(got <= 1000);
     }
 
     /* On readiness backends a recv with data waiting is done at start too. */
-    if (!on_uring(loop)) {
+    if (!on_native(loop)) {
         write_peer(p[1], 10);
         {
             struct pollfd pf = {p[0], POLLIN, 0};
@@ -854,6 +863,11 @@ static void test_watch_and_ops_exclusive(void) {
     iomux_op op;
     char buf[16];
     int p[2], r;
+    if (!test_reactor(loop)) { /* iocp has no watchers: nothing to exclude */
+        fprintf(stderr, "   skipped: no Reactor on %s\n", test_backend());
+        test_loop_free(loop);
+        return;
+    }
     reset_tracking();
     unix_pair(p);
     memset(&op, 0, sizeof(op));

@@ -2,8 +2,9 @@
  * poll (exact for TCP via TCP_INFO counters; "reported while ready" for
  * other fds, which a program that drains to EAGAIN cannot tell apart). TCP
  * pairs are used wherever the test needs exactness on every backend. */
-#include <poll.h>
+#ifndef _WIN32
 #include <sys/ioctl.h>
+#endif
 
 #include "harness.h"
 
@@ -43,6 +44,8 @@ static void watch_rec(iomux_loop *loop, iomux_watch *w, rec *r, int fd) {
     w->data = r;
 }
 
+#ifndef _WIN32 /* TIOCOUTQ (unacknowledged bytes) has no Winsock counterpart: the
+                 two OUT sub-tests that wait for it are POSIX-only */
 /* A TCP pair whose client (fds[0]) has a small send buffer and whose server
  * side (fds[1]) a small receive buffer, set before the handshake so that the
  * advertised window matches: filling the pipe takes a few KiB. */
@@ -95,6 +98,8 @@ static int outq(int fd) {
     CHECK_SYS(ioctl(fd, TIOCOUTQ, &n));
     return n;
 }
+
+#endif
 
 /* ---- IN on TCP ------------------------------------------------------------ */
 
@@ -245,6 +250,7 @@ static void test_et_update_reevaluates(void) {
 
 /* ---- OUT on TCP ----------------------------------------------------------- */
 
+#ifndef _WIN32 /* outq(): see there */
 static void test_et_out_tcp(void) {
     iomux_loop *loop = test_loop();
     iomux_watch w;
@@ -351,6 +357,8 @@ static void test_et_out_refilled_between_iterations(void) {
     close_pair(p);
     test_loop_free(loop);
 }
+
+#endif
 
 /* ---- a TCP listener and the EOF edge ------------------------------------ */
 
@@ -549,17 +557,31 @@ static void test_et_parked_no_spin(void) {
     test_loop_free(loop);
 }
 
-int main(void) {
-    RUN(test_et_in_tcp_undrained);
+/* Exact TCP edges need arrival counters (TCP_INFO). Windows has
+ * SIO_TCP_INFO only from Windows 10 1703 and Wine refuses it, so there every
+ * socket is emulated as a pipe is on Linux: reported while ready, which
+ * test_et_in_unix_undrained_documented checks (its "unix" pair is a TCP
+ * pair there). Those tests are compiled but not run on Windows. */
+#ifdef _WIN32
+#define RUN_COUNTED(test) (void)(test)
+#else
+#define RUN_COUNTED(test) RUN(test)
+#endif
+
+int main(int argc, char **argv) {
+    TEST_ARGS(argc, argv);
+    RUN_COUNTED(test_et_in_tcp_undrained);
     RUN(test_et_in_tcp_drain_one_call_per_write);
     RUN(test_et_in_unix_drain_one_call_per_write);
     RUN(test_et_in_unix_undrained_documented);
-    RUN(test_et_update_reevaluates);
+    RUN_COUNTED(test_et_update_reevaluates);
+#ifndef _WIN32
     RUN(test_et_out_tcp);
     RUN(test_et_out_refilled_between_iterations);
-    RUN(test_et_listener_and_eof);
-    RUN(test_et_fin_while_undrained);
-    RUN(test_et_reset_while_undrained);
-    RUN(test_et_parked_no_spin);
+#endif
+    RUN_COUNTED(test_et_listener_and_eof);
+    RUN_COUNTED(test_et_fin_while_undrained);
+    RUN_COUNTED(test_et_reset_while_undrained);
+    RUN_COUNTED(test_et_parked_no_spin);
     return 0;
 }

@@ -5,7 +5,6 @@
  *   RST received         IN|OUT|ERR|HUP    (sk_err = ECONNRESET, both shut)
  *   both directions shut IN|OUT|HUP
  * each masked to the watcher's interest plus ERR|HUP. */
-#include <poll.h>
 
 #include "harness.h"
 
@@ -43,6 +42,14 @@ static void watch_rec(iomux_loop *loop, iomux_watch *w, rec *r, int fd) {
 static int is_select(iomux_loop *loop) {
     return iomux_loop_backend(loop) == IOMUX_BACKEND_SELECT;
 }
+
+/* Windows' poll is WSAPoll, which cannot tell a close of both directions
+ * from a half close: poll.c reports both as IN. */
+#ifdef _WIN32
+#define WSAPOLL 1
+#else
+#define WSAPOLL 0
+#endif
 
 static void reset_close(int fd) {
     struct linger lg = {1, 0};
@@ -95,8 +102,10 @@ static void test_peer_reset(void) {
     run_until_calls(loop, &r.calls, 1, 2000);
     if (is_select(loop)) CHECK_EQ(r.first, IOMUX_IN);
     else CHECK_EQ(r.first, IOMUX_IN | IOMUX_ERR | IOMUX_HUP);
-    CHECK_EQ(r.rd, -1);
-    CHECK_EQ(r.rd_errno, ECONNRESET);
+    /* Wine 8 ends a SO_LINGER 0 close with a FIN, not a reset: the read
+     * there gives the end of the stream (Windows gives WSAECONNRESET). */
+    CHECK_EQ(r.rd, test_wine() ? 0 : -1);
+    CHECK_EQ(r.rd_errno, test_wine() ? 0 : ECONNRESET);
     /* The error is reported once; then the socket reads EOF. */
     CHECK_EQ(read(p[1], &c, 1), 0);
     spin(loop, 3);
@@ -139,7 +148,9 @@ static void test_reset_wakes_out_watcher(void) {
     CHECK_EQ(errno, ECONNRESET);
     n = send(p[0], "x", 1, MSG_NOSIGNAL);
     CHECK_EQ(n, -1);
+#ifndef _WIN32 /* EPIPE once the reset was reported is POSIX's: Winsock repeats WSAECONNRESET */
     CHECK_EQ(errno, EPIPE);
+#endif
     CHECK_OK(iomux_watch_stop(&w));
     close(p[0]);
     test_loop_free(loop);
@@ -197,14 +208,15 @@ static void test_both_directions_closed(void) {
     CHECK_EQ(r.calls, 0);
     CHECK_SYS(close(p[0]));
     run_until_calls(loop, &r.calls, 1, 2000);
-    if (is_select(loop)) CHECK_EQ(r.first, IOMUX_IN);
+    if (is_select(loop) || WSAPOLL) CHECK_EQ(r.first, IOMUX_IN);
     else CHECK_EQ(r.first, IOMUX_IN | IOMUX_HUP);
     CHECK_EQ(r.rd, 0);
     close(p[1]);
     test_loop_free(loop);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    TEST_ARGS(argc, argv);
     RUN(test_peer_close);
     RUN(test_peer_reset);
     RUN(test_reset_wakes_out_watcher);

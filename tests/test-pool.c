@@ -694,6 +694,12 @@ static void test_multishot_reset_after_burst(void) {
     iomux_loop *loop = test_loop();
     iomux_op op;
     uint64_t end;
+    if (test_wine()) { /* Wine 8 ends a SO_LINGER 0 socket with a FIN: no reset to see */
+        fprintf(stderr, "   skipped under Wine\n");
+        close(lfd);
+        test_loop_free(loop);
+        return;
+    }
     cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK_SYS(setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big)));
     CHECK_SYS(connect(cfd, (struct sockaddr *)&addr, sizeof(addr)));

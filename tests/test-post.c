@@ -18,20 +18,51 @@ static void sleep_ms(long ms) {
 }
 
 /* A watcher on an idle socket: keeps the loop alive without a timer, so a
- * wait with nothing else to do blocks forever. */
+ * wait with nothing else to do blocks forever. On iocp, which has no
+ * Reactor, a recv op on the idle socket does the same. */
 typedef struct keepalive {
+    iomux_loop *loop;
     int fds[2];
     iomux_watch w;
+    iomux_op op;
+    char byte;
 } keepalive;
 
+static void keepalive_op_cb(iomux_op *op) {
+    CHECK_EQ(op->result, -ECANCELED); /* nothing is ever sent */
+}
+
 static void keepalive_start(iomux_loop *loop, keepalive *k) {
+    k->loop = loop;
     unix_pair(k->fds);
-    iomux_watch_init(loop, &k->w, k->fds[0], noop_watch_cb);
-    CHECK_OK(iomux_watch_start(&k->w, IOMUX_IN));
+    if (test_reactor(loop)) {
+        iomux_watch_init(loop, &k->w, k->fds[0], noop_watch_cb);
+        CHECK_OK(iomux_watch_start(&k->w, IOMUX_IN));
+    } else {
+        CHECK_OK(iomux_recv(loop, &k->op, k->fds[0], &k->byte, 1, 0, keepalive_op_cb));
+    }
+}
+
+/* Lets go of the loop: the watcher stops, or the op is cancelled (its
+ * callback then runs in a later iteration). */
+static void keepalive_stop(keepalive *k) {
+    if (test_reactor(k->loop))
+        CHECK_OK(iomux_watch_stop(&k->w));
+    else
+        CHECK_OK(iomux_cancel(&k->op));
+}
+
+static int keepalive_active(keepalive *k) {
+    return test_reactor(k->loop) ? iomux_watch_active(&k->w) : iomux_op_active(&k->op);
 }
 
 static void keepalive_close(keepalive *k) {
-    CHECK_OK(iomux_watch_stop(&k->w));
+    uint64_t end = test_ms() + 5000;
+    keepalive_stop(k);
+    while (keepalive_active(k)) {
+        if (test_ms() > end) FAIL("the keepalive did not stop");
+        CHECK_OK(iomux_run(k->loop, IOMUX_RUN_NOWAIT));
+    }
     close(k->fds[0]);
     close(k->fds[1]);
 }
@@ -67,7 +98,7 @@ static void storm_cb(iomux_loop *loop, void *arg) {
     s->next[tid]++;
     if (++s->total == NTHREADS * NPOSTS) {
         /* everything arrived: let the loop run dry */
-        CHECK_OK(iomux_watch_stop(&s->keep.w));
+        keepalive_stop(&s->keep);
         CHECK_OK(iomux_timer_stop(&s->guard));
     }
 }
@@ -156,7 +187,7 @@ static void set_flag_post(iomux_loop *loop, void *arg) {
 
 static void stop_keepalive_post(iomux_loop *loop, void *arg) {
     (void)loop;
-    CHECK_OK(iomux_watch_stop(&((keepalive *)arg)->w));
+    keepalive_stop(arg);
 }
 
 /* RUN_ONCE with an idle watcher and no timer waits forever unless the post
@@ -198,7 +229,7 @@ static void test_post_ends_run_default(void) {
     alarm(0);
     CHECK(pthread_join(th, NULL) == 0);
     CHECK_EQ(wk.rc, 0);
-    CHECK_EQ(iomux_watch_active(&k.w), 0);
+    CHECK_EQ(keepalive_active(&k), 0);
     close(k.fds[0]);
     close(k.fds[1]);
     test_loop_free(loop);

@@ -28,6 +28,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <winternl.h>
+
 #include "backend.h"
 #include "../core/loop.h"
 #include "../core/sys.h"
@@ -334,12 +336,22 @@ static HANDLE file_handle(const iomux_op *op) {
     return (HANDLE)(uintptr_t)op->internal.ov_ext;
 }
 
+/* ReOpenFile checks the file's security, not the fd's mode: a read of a
+ * write-only fd must still be EBADF, as on POSIX. So ask what the original
+ * handle was granted. */
+static int handle_allows(HANDLE h, int write) {
+    PUBLIC_OBJECT_BASIC_INFORMATION bi;
+    ULONG got = 0;
+    if (NtQueryObject(h, ObjectBasicInformation, &bi, sizeof(bi), &got) < 0) return 1; /* let the kernel say */
+    return (bi.GrantedAccess & (write ? FILE_WRITE_DATA | FILE_APPEND_DATA : FILE_READ_DATA)) != 0;
+}
+
 static int submit_file(iocp_state *st, iomux_op *op) {
     HANDLE h = (HANDLE)_get_osfhandle(op->internal.fd), h2;
     int write = op->internal.type == OPT_WRITE, rc = 0;
     DWORD len = op->internal.u.file.len > 0x7fffffffu ? 0x7fffffffu : (DWORD)op->internal.u.file.len;
     BOOL ok;
-    if (h == INVALID_HANDLE_VALUE) return -EBADF;
+    if (h == INVALID_HANDLE_VALUE || !handle_allows(h, write)) return -EBADF;
     h2 = ReOpenFile(h, write ? GENERIC_WRITE : GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
                     FILE_FLAG_OVERLAPPED);
     if (h2 == INVALID_HANDLE_VALUE) return -ENOTSUP; /* the work pool does it */
@@ -363,17 +375,11 @@ static int submit_file(iocp_state *st, iomux_op *op) {
     return 0;
 }
 
-static void file_done(iomux_loop *loop, iomux_op *op, DWORD bytes) {
-    HANDLE h = file_handle(op);
-    DWORD got = 0;
-    int res = (int)bytes;
-    if ((LONG)op_ov(op)->Internal < 0 && !GetOverlappedResult(h, op_ov(op), &got, FALSE)) {
-        DWORD err = GetLastError();
-        res = err == ERROR_HANDLE_EOF ? 0 : -iomux__errno_from_win(err);
-    }
-    CloseHandle(h);
+/* A read at the end of the file reports STATUS_END_OF_FILE: 0 bytes. */
+static void file_done(iomux_loop *loop, iomux_op *op, DWORD bytes, int err) {
+    CloseHandle(file_handle(op));
     op->internal.ov_ext = 0;
-    iomux__op_cqe(loop, op, res, 0, NULL);
+    iomux__op_cqe(loop, op, err == ENODATA ? 0 : err ? -err : (int)bytes, 0, NULL);
 }
 
 static int ic_submit(iomux_loop *loop, iomux_op *op) {
@@ -487,31 +493,57 @@ static void op_done(iomux_loop *loop, iocp_state *st, iomux_op *op, DWORD bytes,
     }
 }
 
-/* The packet's error as an errno: the OVERLAPPED's status is an NTSTATUS;
- * Winsock turns a failed one into its own code. */
-static int packet_err(SOCKET s, OVERLAPPED *ov) {
-    DWORD bytes, flags;
-    if ((LONG)ov->Internal >= 0) return 0;
-    if (WSAGetOverlappedResult(s, ov, &bytes, FALSE, &flags)) return 0;
-    return iomux__errno_from_win((unsigned long)WSAGetLastError());
+/* The packet's error as an errno. The OVERLAPPED's Internal field is the
+ * operation's NTSTATUS; ntdll turns it into a Win32 error. Asking Winsock
+ * (WSAGetOverlappedResult) would need the socket, which iomux_close may
+ * have closed by the time a cancelled op's packet arrives. */
+static int packet_err(const OVERLAPPED *ov) {
+    LONG status = (LONG)ov->Internal;
+    ULONG err;
+    if (status >= 0) return 0;
+    err = RtlNtStatusToDosError(status);
+    return err == ERROR_HANDLE_EOF ? ENODATA : iomux__errno_from_win(err);
+}
+
+/* An op that fails after its cancel was asked for (iomux_close closes the
+ * socket under a TransmitFile, which then ends with an invalid handle)
+ * failed because of the cancel: -ECANCELED, as the contract promises. */
+static int op_err(const iomux_op *op, const OVERLAPPED *ov) {
+    int err = packet_err(ov);
+    return err && err != ENODATA && (op->internal.oflags & OF_CANCEL) ? ECANCELED : err;
 }
 
 static void dispatch(iomux_loop *loop, iocp_state *st, OVERLAPPED *ov, DWORD bytes) {
     uint64_t tag = *(const uint64_t *)(const void *)((const char *)ov + sizeof(OVERLAPPED));
     if (tag == TAG_ACCEPT) {
         acc_req *r = iomux__container_of(ov, acc_req, ov);
-        acc_done(loop, st, r, packet_err(op_sock(r->g->op), ov));
+        acc_done(loop, st, r, op_err(r->g->op, ov));
     } else {
         iomux_op *op = iomux__container_of((uint64_t *)(void *)ov, iomux_op, internal.ov[0]);
-        if (op->internal.type == OPT_READ || op->internal.type == OPT_WRITE) file_done(loop, op, bytes);
-        else op_done(loop, st, op, bytes, packet_err(op_sock(op), ov));
+        if (op->internal.type == OPT_READ || op->internal.type == OPT_WRITE) file_done(loop, op, bytes, op_err(op, ov));
+        else op_done(loop, st, op, bytes, op_err(op, ov));
     }
+}
+
+/* CancelIoEx can miss an operation that the kernel is moving at that
+ * moment (seen under Wine with a large WSASend that had sent part of its
+ * bytes): while ops wait for their cancel, ask again every few ms. */
+#define CANCEL_RETRY_MS 5
+
+static void cancel_again(iomux_loop *loop) {
+    iomux__node *n;
+    for (n = loop->cancelling.next; n != &loop->cancelling; n = n->next)
+        ic_cancel(loop, iomux__container_of(n, iomux_op, internal.pend.node));
 }
 
 static int ic_wait(iomux_loop *loop, int timeout_ms) {
     iocp_state *st = loop->bstate;
     ULONG got = 0, i;
     int reported = 0;
+    if (!iomux__q_empty(&loop->cancelling)) {
+        cancel_again(loop);
+        if (timeout_ms < 0 || timeout_ms > CANCEL_RETRY_MS) timeout_ms = CANCEL_RETRY_MS;
+    }
     if (!GetQueuedCompletionStatusEx(st->port, st->ents, st->nents, &got,
                                      timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms, FALSE)) {
         DWORD err = GetLastError();

@@ -75,6 +75,25 @@ static int pl_update(iomux_loop *loop, iomux_fd fd, unsigned have, unsigned want
     return (int)((want & (IOMUX_IN | IOMUX_OUT)) | IOMUX__ADDED);
 }
 
+#ifdef _WIN32
+/* WSAPoll says POLLHUP when the peer's FIN arrives (Linux's POLLRDHUP: our
+ * side may still send) and never POLLIN with it, and POLLERR|POLLHUP for a
+ * reset. Reported as Linux's poll does: a FIN is IN (the read returns the
+ * end); an error is IN|OUT|ERR|HUP. A close of both directions therefore
+ * shows as IN, without HUP. */
+static unsigned pl_revents(short k) {
+    unsigned r = ((k & POLLIN) ? IOMUX_IN : 0u) | ((k & POLLOUT) ? IOMUX_OUT : 0u);
+    if (k & POLLERR) return r | IOMUX_IN | IOMUX_OUT | IOMUX_ERR | IOMUX_HUP;
+    if (k & POLLHUP) r |= IOMUX_IN;
+    return r;
+}
+#else
+static unsigned pl_revents(short k) {
+    return ((k & POLLIN) ? IOMUX_IN : 0u) | ((k & POLLOUT) ? IOMUX_OUT : 0u) | ((k & POLLERR) ? IOMUX_ERR : 0u) |
+           ((k & POLLHUP) ? IOMUX_HUP : 0u);
+}
+#endif
+
 static int pl_wait(iomux_loop *loop, int timeout_ms) {
     poll_state *st = loop->bstate;
     int n, seen = 0;
@@ -98,9 +117,7 @@ static int pl_wait(iomux_loop *loop, int timeout_ms) {
             p->fd = -1 - (iomux_fd)p->fd;
             continue;
         }
-        iomux__io_event(loop, (iomux_fd)p->fd,
-                        ((k & POLLIN) ? IOMUX_IN : 0u) | ((k & POLLOUT) ? IOMUX_OUT : 0u) |
-                            ((k & POLLERR) ? IOMUX_ERR : 0u) | ((k & POLLHUP) ? IOMUX_HUP : 0u));
+        iomux__io_event(loop, (iomux_fd)p->fd, pl_revents(k));
     }
     return n;
 }

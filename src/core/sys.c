@@ -49,23 +49,27 @@ int iomux__sys_init(void) {
 
 /* A positioned read or write on the file's handle: the OVERLAPPED carries
  * the offset, and on a handle opened without FILE_FLAG_OVERLAPPED (the C
- * runtime's) the call completes before it returns. */
+ * runtime's) the call completes before it returns. Such a call also moves
+ * the handle's file position, which pread must not: it is put back (as
+ * libuv does; a thread using the same fd's position meanwhile can see it
+ * move). A handle without the access asked for is EBADF, as on POSIX. */
 static ssize_t file_io(iomux_fd file, void *buf, size_t len, int64_t off, int write) {
     HANDLE h = (HANDLE)_get_osfhandle(file);
+    LARGE_INTEGER zero, pos;
     OVERLAPPED ov;
-    DWORD n = 0, want = len > 0x7fffffffu ? 0x7fffffffu : (DWORD)len;
-    BOOL ok;
+    DWORD n = 0, want = len > 0x7fffffffu ? 0x7fffffffu : (DWORD)len, err = 0;
+    BOOL ok, restore;
     if (h == INVALID_HANDLE_VALUE) return -EBADF;
+    zero.QuadPart = 0;
+    restore = SetFilePointerEx(h, zero, &pos, FILE_CURRENT);
     memset(&ov, 0, sizeof(ov));
     ov.Offset = (DWORD)((uint64_t)off & 0xffffffffu);
     ov.OffsetHigh = (DWORD)((uint64_t)off >> 32);
     ok = write ? WriteFile(h, buf, want, &n, &ov) : ReadFile(h, buf, want, &n, &ov);
-    if (!ok) {
-        DWORD err = GetLastError();
-        if (err == ERROR_HANDLE_EOF) return 0;
-        return -iomux__errno_from_win(err);
-    }
-    return (ssize_t)n;
+    if (!ok) err = GetLastError();
+    if (restore) SetFilePointerEx(h, pos, NULL, FILE_BEGIN);
+    if (ok || err == ERROR_HANDLE_EOF) return ok ? (ssize_t)n : 0;
+    return err == ERROR_ACCESS_DENIED ? -EBADF : -iomux__errno_from_win(err);
 }
 
 ssize_t iomux__file_pread(iomux_fd file, void *buf, size_t len, int64_t off) {
@@ -153,7 +157,12 @@ int iomux__errno_from_win(unsigned long err) {
     case WSAESHUTDOWN:
     case ERROR_BROKEN_PIPE:
     case ERROR_NO_DATA:
+    case ERROR_PIPE_NOT_CONNECTED:
         return EPIPE;
+    case ERROR_CONNECTION_INVALID:
+        return ENOTCONN;
+    case ERROR_DUP_NAME:
+        return EADDRINUSE;
     case WSAENOBUFS:
         return ENOBUFS;
     case WSAEISCONN:
