@@ -35,6 +35,9 @@ want nginx-light  sh -c 'command -v nginx || test -x /usr/sbin/nginx'
 want wrk          command -v wrk
 want nftables     sh -c 'command -v nft || test -x /usr/sbin/nft'
 want iproute2     sh -c 'command -v ip || test -x /usr/sbin/ip'
+# The Windows leg (README "Windows"): mingw-w64 cross-compiles, Wine runs.
+want gcc-mingw-w64-x86-64 command -v x86_64-w64-mingw32-gcc-posix
+want wine64       test -x /usr/lib/wine/wine64
 
 if [ "${1:-}" = run ]; then
     want libuv1-dev   test -e /usr/include/uv.h
