@@ -13,22 +13,11 @@
 
 static int attempt_accept(iomux_op *op, int64_t *res) {
     for (;;) {
-        int err;
-#ifdef _WIN32
-        SOCKET s = accept((SOCKET)op->internal.fd, NULL, NULL);
-        int fd = s == INVALID_SOCKET ? -1 : (int)s;
-        if (fd >= 0 && iomux__set_nonblock(fd) < 0) {
-            closesocket(s);
-            fd = -1;
-        }
-#else
-        int fd = accept4(op->internal.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-#endif
+        int fd = iomux__accept_nb(op->internal.fd), err = -fd;
         if (fd >= 0) {
             *res = fd;
             return (op->internal.oflags & OF_MULTISHOT) ? EMUL_MORE : EMUL_DONE;
         }
-        err = iomux__sock_errno();
         /* A connection reset while queued is not the listener's error. */
         if (err == EINTR || err == ECONNABORTED || err == ECONNRESET) continue;
         if (iomux__would_block(err)) return EMUL_AGAIN;

@@ -27,6 +27,18 @@ int iomux__fd_close(iomux_fd fd) {
     return close(fd) == 0 ? 0 : -errno;
 }
 
+int iomux__socket_nb(int family) {
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
+}
+
+int iomux__accept_nb(iomux_fd lfd) {
+    int fd;
+    do fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : fd;
+}
+
 int iomux__set_nonblock(iomux_fd fd) {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0) return -errno;
@@ -92,6 +104,26 @@ int iomux__set_nonblock(iomux_fd fd) {
     /* Sockets are not inherited by child processes unless asked for. */
     SetHandleInformation((HANDLE)(uintptr_t)fd, HANDLE_FLAG_INHERIT, 0);
     return 0;
+}
+
+/* A socket just made: non-blocking and not inherited, or closed. */
+static int sock_adopt(SOCKET s) {
+    int rc;
+    if (s == INVALID_SOCKET) return -iomux__sock_errno();
+    rc = iomux__set_nonblock((iomux_fd)s);
+    if (rc < 0) {
+        closesocket(s);
+        return rc;
+    }
+    return (int)s;
+}
+
+int iomux__socket_nb(int family) {
+    return sock_adopt(socket(family, SOCK_STREAM, IPPROTO_TCP));
+}
+
+int iomux__accept_nb(iomux_fd lfd) {
+    return sock_adopt(accept((SOCKET)lfd, NULL, NULL));
 }
 
 /* Winsock, Win32 and the NTSTATUS-derived errors an overlapped completion

@@ -62,6 +62,11 @@ static inline int iomux__sock_close(iomux_fd fd) {
 /* Non-blocking (and close-on-exec on POSIX): 0 or -errno. */
 int iomux__set_nonblock(iomux_fd fd);
 
+/* A new TCP socket of `family`, and one accepted from listener lfd; both
+ * non-blocking and close-on-exec (not inherited): the fd, or -errno. */
+int iomux__socket_nb(int family);
+int iomux__accept_nb(iomux_fd lfd);
+
 /* Once per process before the first socket call (WSAStartup); 0 or -errno. */
 int iomux__sys_init(void);
 

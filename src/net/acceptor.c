@@ -25,23 +25,6 @@ static int open_spare(void) {
 #endif
 }
 
-/* One accept outside the op, non-blocking and close-on-exec: the new fd,
- * or -errno. */
-static int accept_now(iomux_fd lfd) {
-#ifdef _WIN32
-    SOCKET s = accept((SOCKET)lfd, NULL, NULL);
-    int rc;
-    if (s == INVALID_SOCKET) return -iomux__sock_errno();
-    if ((rc = iomux__set_nonblock((iomux_fd)s)) < 0) {
-        closesocket(s);
-        return rc;
-    }
-    return (int)s;
-#else
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    return fd < 0 ? -errno : fd;
-#endif
-}
 
 static int start_op(iomux_acceptor *a) {
     a->internal.op.data = a;
@@ -85,7 +68,7 @@ static void hand_out(iomux_acceptor *a, iomux_fd fd) {
  * returns 1 if so. Otherwise frees the reserve fd for a moment, so that the
  * pending connections can be accepted, and closes each at once. */
 static int shed(iomux_acceptor *a) {
-    int i, fd = accept_now(a->fd);
+    int i, fd = iomux__accept_nb(a->fd);
     if (fd >= 0) {
         hand_out(a, fd);
         return 1;
@@ -93,7 +76,7 @@ static int shed(iomux_acceptor *a) {
     if ((fd != -EMFILE && fd != -ENFILE) || a->internal.spare < 0) return 0;
     drop_spare(a);
     for (i = 0; i < SHED_MAX; i++) {
-        fd = accept_now(a->fd);
+        fd = iomux__accept_nb(a->fd);
         if (fd < 0) {
             if (fd == -EINTR || fd == -ECONNABORTED) continue;
             break; /* EAGAIN: the backlog is empty; EMFILE: someone took the fd */

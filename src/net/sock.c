@@ -66,22 +66,6 @@ static int configure(int fd, int family, const iomux_listen_opts *o) {
     return rc;
 }
 
-/* A non-blocking, close-on-exec TCP socket: its fd, or -errno. */
-static int open_socket(int family) {
-#ifdef _WIN32
-    SOCKET s = socket(family, SOCK_STREAM, IPPROTO_TCP);
-    int rc;
-    if (s == INVALID_SOCKET) return -iomux__sock_errno();
-    if ((rc = iomux__set_nonblock((iomux_fd)s)) < 0) {
-        closesocket(s);
-        return rc;
-    }
-    return (int)s;
-#else
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    return fd < 0 ? -errno : fd;
-#endif
-}
 
 int iomux_listen(const char *host, int port, const iomux_listen_opts *opts) {
     static const iomux_listen_opts defaults;
@@ -92,7 +76,7 @@ int iomux_listen(const char *host, int port, const iomux_listen_opts *opts) {
     len = parse_host(host, port, &a);
     if (len < 0) return len;
     if ((rc = iomux__sys_init()) < 0) return rc; /* WSAStartup, before the first socket call */
-    fd = open_socket(a.sa.sa_family);
+    fd = iomux__socket_nb(a.sa.sa_family);
     if (fd < 0) return fd;
     rc = configure(fd, a.sa.sa_family, o);
     if (rc == 0 && bind(fd, &a.sa, (socklen_t)len) < 0) rc = -iomux__sock_errno();
