@@ -351,8 +351,11 @@ static void test_run_reentry_busy(void) {
 /* ---- time ---------------------------------------------------------------------------- */
 
 static void test_now_monotonic(void) {
+    /* start is read before the loop caches its time, so that a preemption
+     * between the two (seen under load) cannot put a before start */
+    uint64_t start = test_ms(), a, b;
     iomux_loop *loop = test_loop();
-    uint64_t a = iomux_now(loop), b, start = test_ms();
+    a = iomux_now(loop);
     struct timespec ts = {0, 5 * 1000000};
     nanosleep(&ts, NULL);
     /* cached: only the loop or iomux_update_time moves it */
