@@ -71,6 +71,8 @@
  *           AcceptEx, ConnectEx, WSARecv, WSASend, TransmitFile, ReadFile /
  *           WriteFile; completions dequeued in batches). A pool recv posts a
  *           zero-byte read and takes its buffer only when data is there.
+ *           iomux_close closes the socket once the ops it cancelled are
+ *           back from the kernel.
  *           Watchers are refused: in phase 4 the watcher stops with
  *           IOMUX_ERR and iomux_watch_error() gives -ENOTSUP. Use poll for
  *           the Reactor on Windows.

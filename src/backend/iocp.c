@@ -73,6 +73,7 @@ typedef struct iocp_state {
     LPFN_ACCEPTEX acceptex;
     LPFN_CONNECTEX connectex;
     LPFN_TRANSMITFILE transmitfile;
+    iomux__node closes; /* close ops waiting for their fd's ops (op->internal.link) */
 } iocp_state;
 
 static OVERLAPPED *op_ov(iomux_op *op) {
@@ -133,6 +134,7 @@ static int ic_init(iomux_loop *loop) {
     int rc;
     if (!st) return -ENOMEM;
     memset(st, 0, sizeof(*st));
+    iomux__q_init(&st->closes);
     loop->bstate = st;
     st->nents = loop->max_events;
     st->ents = iomux__malloc(loop, (size_t)st->nents * sizeof(*st->ents));
@@ -382,13 +384,46 @@ static void file_done(iomux_loop *loop, iomux_op *op, DWORD bytes, int err) {
     iomux__op_cqe(loop, op, err == ENODATA ? 0 : err ? -err : (int)bytes, 0, NULL);
 }
 
+/* ---- close ----------------------------------------------------------------------------- */
+
+/* 1 while an op of fd is in the kernel (its packet has not come). */
+static int fd_busy(const iomux_loop *loop, iomux_fd fd) {
+    const iomux__fdent *fe = &loop->fds[fd];
+    return (fe->rq && fe->rq->internal.state == OP_KERNEL) || (fe->wq && fe->wq->internal.state == OP_KERNEL);
+}
+
+/* iomux_close has asked the fd's ops to cancel. The socket is closed only
+ * once their packets are back: while it is open a missed cancel is asked
+ * again (cancel_again), whereas a closed handle cannot be named any more,
+ * and under Wine an overlapped send on a socket closed under it to a peer
+ * that stopped reading never completed. An fd with nothing in the kernel
+ * is closed by the core at once. */
+static int submit_close(iomux_loop *loop, iocp_state *st, iomux_op *op) {
+    if (!fd_busy(loop, op->internal.fd)) return -ENOTSUP;
+    iomux__q_push(&st->closes, &op->internal.link);
+    return 0;
+}
+
+static void closes_run(iomux_loop *loop, iocp_state *st) {
+    iomux__node *n = st->closes.next, *next;
+    for (; n != &st->closes; n = next) {
+        iomux_op *op = iomux__container_of(n, iomux_op, internal.link);
+        next = n->next;
+        if (fd_busy(loop, op->internal.fd)) continue;
+        iomux__q_remove(n);
+        n->next = n->prev = NULL;
+        iomux__op_cqe(loop, op, iomux__fd_close(op->internal.fd), 0, NULL);
+    }
+}
+
 static int ic_submit(iomux_loop *loop, iomux_op *op) {
     iocp_state *st = loop->bstate;
     int type = op->internal.type, rc;
     if (type == OPT_READ || type == OPT_WRITE) return submit_file(st, op);
+    if (type == OPT_CLOSE) return submit_close(loop, st, op);
     if (type != OPT_ACCEPT && type != OPT_CONNECT && type != OPT_RECV && type != OPT_SEND &&
         type != OPT_SENDFILE)
-        return -ENOTSUP; /* close: the core closes at once */
+        return -ENOTSUP;
     rc = associate(st, op->internal.fd);
     if (rc < 0) return rc;
     switch (type) {
@@ -407,6 +442,7 @@ static int ic_submit(iomux_loop *loop, iomux_op *op) {
 
 static int ic_cancel(iomux_loop *loop, iomux_op *op) {
     (void)loop;
+    if (op->internal.type == OPT_CLOSE) return 0; /* it ends when the fd's ops have */
     if (op->internal.type == OPT_ACCEPT) {
         acc_cancel((acc_group *)(uintptr_t)op->internal.ov_ext);
         return 0;
@@ -555,6 +591,7 @@ static int ic_wait(iomux_loop *loop, int timeout_ms) {
         dispatch(loop, st, e->lpOverlapped, e->dwNumberOfBytesTransferred);
         reported++;
     }
+    if (!iomux__q_empty(&st->closes)) closes_run(loop, st);
     return reported;
 }
 
