@@ -7,7 +7,7 @@
 # tests/harness.h carries the Windows shims the test files rely on.
 
 set(IOMUX_WIN_PROACTOR_TESTS echo sendorder closerace cancel accept timer timeout post work fileops
-                             pool loop)
+                             pool loop conn listen)
 set(IOMUX_WIN_REACTOR_TESTS watch oneshot et hangup)
 set(IOMUX_WIN_TIMEOUT 120)
 

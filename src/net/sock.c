@@ -91,6 +91,7 @@ int iomux_listen(const char *host, int port, const iomux_listen_opts *opts) {
 int iomux_listen_port(iomux_fd fd) {
     any_addr a;
     socklen_t len = sizeof(a);
+    if (fd < 0) return -EBADF; /* Winsock would say WSAENOTSOCK */
     if (getsockname(fd, &a.sa, &len) < 0) return -iomux__sock_errno();
     if (a.sa.sa_family == AF_INET) return ntohs(a.in4.sin_port);
     if (a.sa.sa_family == AF_INET6) return ntohs(a.in6.sin6_port);
