@@ -25,7 +25,6 @@ static int open_spare(void) {
 #endif
 }
 
-
 static int start_op(iomux_acceptor *a) {
     a->internal.op.data = a;
     return iomux_accept(a->loop, &a->internal.op, a->fd, IOMUX_OP_MULTISHOT, accept_cb);
