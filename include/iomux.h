@@ -122,6 +122,13 @@ typedef struct iomux_work iomux_work;
  * (or of a positive one). Never NULL; the string is static. */
 IOMUX_API const char *iomux_strerror(int err);
 
+/* The error of the calling thread's last failed socket call, as the
+ * negative errno value iomux would report for it: -errno on POSIX; on
+ * Windows WSAGetLastError() mapped to the same names (WSAEWOULDBLOCK is
+ * -EAGAIN, WSAECONNRESET -ECONNRESET, ...; one without a counterpart is
+ * -EIO). For programs that make socket calls of their own beside iomux. */
+IOMUX_API int iomux_socket_error(void);
+
 /* ---- the loop ------------------------------------------------------------ */
 
 typedef enum iomux_backend {

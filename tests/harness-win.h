@@ -34,42 +34,10 @@ typedef ULONG nfds_t;
 #define F_SETFL 4
 #define FD_CLOEXEC 1
 
-/* A Windows error as the errno iomux maps it to (src/core/sys.c). */
-static inline int test_win_errno(int err) {
-    switch (err) {
-    case WSAEWOULDBLOCK: return EAGAIN;
-    case WSAEINTR: return EINTR;
-    case WSAENOTSOCK: return ENOTSOCK;
-    case WSAEBADF: case ERROR_INVALID_HANDLE: return EBADF;
-    case WSAEACCES: return EACCES;
-    case WSAEFAULT: return EFAULT;
-    case WSAEINVAL: return EINVAL;
-    case WSAEMFILE: return EMFILE;
-    case WSAEINPROGRESS: return EINPROGRESS;
-    case WSAEALREADY: return EALREADY;
-    case WSAEMSGSIZE: return EMSGSIZE;
-    case WSAEOPNOTSUPP: return ENOTSUP;
-    case WSAEAFNOSUPPORT: return EAFNOSUPPORT;
-    case WSAEADDRINUSE: return EADDRINUSE;
-    case WSAEADDRNOTAVAIL: return EADDRNOTAVAIL;
-    case WSAENETUNREACH: return ENETUNREACH;
-    case WSAEHOSTUNREACH: return EHOSTUNREACH;
-    case WSAECONNABORTED: return ECONNABORTED;
-    case WSAECONNRESET: case WSAENETRESET: return ECONNRESET;
-    case WSAESHUTDOWN: return EPIPE;
-    case WSAENOBUFS: return ENOBUFS;
-    case WSAEISCONN: return EISCONN;
-    case WSAENOTCONN: return ENOTCONN;
-    case WSAETIMEDOUT: return ETIMEDOUT;
-    case WSAECONNREFUSED: return ECONNREFUSED;
-    default: return EIO;
-    }
-}
-
 /* A Winsock call's int result: on failure errno is set and -1 returned. */
 static inline int test_wsa_ret(int rc) {
     if (rc == SOCKET_ERROR) {
-        errno = test_win_errno(WSAGetLastError());
+        errno = -iomux_socket_error(); /* the errno iomux maps it to */
         return -1;
     }
     return rc;
@@ -100,7 +68,7 @@ static inline int test_win_accept4(int lfd, struct sockaddr *a, socklen_t *len, 
 static inline int test_win_connect(int fd, const struct sockaddr *a, socklen_t len) {
     if (connect((SOCKET)fd, a, len) == 0) return 0;
     /* a non-blocking connect under way: POSIX says EINPROGRESS */
-    errno = WSAGetLastError() == WSAEWOULDBLOCK ? EINPROGRESS : test_win_errno(WSAGetLastError());
+    errno = WSAGetLastError() == WSAEWOULDBLOCK ? EINPROGRESS : -iomux_socket_error();
     return -1;
 }
 

@@ -350,6 +350,27 @@ static void test_run_reentry_busy(void) {
 
 /* ---- time ---------------------------------------------------------------------------- */
 
+/* iomux_socket_error: a failed socket call's error as iomux reports it
+ * (on Windows through the same mapping as the library's own results). */
+static void test_socket_error(void) {
+    char c;
+    int p[2];
+    unix_pair(p);
+    set_nonblock(p[0]);
+    /* (recv): the system's own, not a harness shim that would set errno */
+    CHECK_EQ((recv)(p[0], &c, 1, 0), -1);
+    CHECK_EQ(iomux_socket_error(), -EAGAIN);
+    close(p[1]);
+    close(p[0]);
+    CHECK_EQ((recv)(p[0], &c, 1, 0), -1);
+    /* a closed fd: Linux says EBADF, Winsock "not a socket" */
+#ifdef _WIN32
+    CHECK_EQ(iomux_socket_error(), -ENOTSOCK);
+#else
+    CHECK_EQ(iomux_socket_error(), -EBADF);
+#endif
+}
+
 static void test_now_monotonic(void) {
     /* start is read before the loop caches its time, so that a preemption
      * between the two (seen under load) cannot put a before start */
@@ -741,6 +762,7 @@ int main(int argc, char **argv) {
     RUN(test_stop_from_callback);
     RUN(test_run_reentry_busy);
     RUN(test_now_monotonic);
+    RUN(test_socket_error);
     RUN_REACTOR(test_allocator_balance);
     RUN(test_allocator_fails_loop_new);
     RUN(test_strerror);

@@ -33,21 +33,6 @@ static inline int app_sock_close(iomux_fd fd) {
     return closesocket((SOCKET)fd) == 0 ? 0 : -1;
 }
 
-/* The positive errno of the last failed socket call: the names the apps
- * test for; anything else is EIO. */
-static inline int app_sock_errno(void) {
-    switch (WSAGetLastError()) {
-    case WSAEWOULDBLOCK: return EAGAIN;
-    case WSAEINTR: return EINTR;
-    case WSAECONNABORTED: return ECONNABORTED;
-    case WSAECONNRESET: return ECONNRESET;
-    case WSAEMFILE: return EMFILE;
-    case WSAENOBUFS: return ENOBUFS;
-    case WSAENOTCONN: return ENOTCONN;
-    default: return EIO;
-    }
-}
-
 /* accept(2) of a non-blocking socket, non-blocking itself: fd or -1 (the
  * reason from app_sock_errno). */
 static inline int app_accept_nb(iomux_fd lfd) {
@@ -67,13 +52,14 @@ static inline int app_sock_close(iomux_fd fd) {
     return close(fd);
 }
 
-static inline int app_sock_errno(void) {
-    return errno;
-}
-
 static inline int app_accept_nb(iomux_fd lfd) {
     return accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 #endif
+
+/* The positive errno of the last failed socket call (Winsock's mapped). */
+static inline int app_sock_errno(void) {
+    return -iomux_socket_error();
+}
 
 #endif /* IOMUX_APP_PORT_H */

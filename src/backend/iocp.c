@@ -64,7 +64,12 @@ struct acc_group {
     int err;              /* the final result once every request is back */
     unsigned n, outstanding;
     acc_req reqs[ACCEPT_PREPOST];
+    acc_group *next_free; /* in iocp_state.free_groups */
 };
+
+/* Ended groups kept for the next accept: a server that accepts one
+ * connection per op would otherwise allocate and free one per connection. */
+#define FREE_GROUPS_MAX 16
 
 typedef struct iocp_state {
     HANDLE port;
@@ -74,6 +79,8 @@ typedef struct iocp_state {
     LPFN_CONNECTEX connectex;
     LPFN_TRANSMITFILE transmitfile;
     iomux__node closes; /* close ops waiting for their fd's ops (op->internal.link) */
+    acc_group *free_groups;
+    unsigned nfree_groups;
 } iocp_state;
 
 static OVERLAPPED *op_ov(iomux_op *op) {
@@ -124,6 +131,11 @@ static void ic_free(iomux_loop *loop) {
     iocp_state *st = loop->bstate;
     if (!st) return;
     if (st->port) CloseHandle(st->port);
+    while (st->free_groups) {
+        acc_group *g = st->free_groups;
+        st->free_groups = g->next_free;
+        iomux__free(loop, g);
+    }
     iomux__free(loop, st->ents);
     iomux__free(loop, st);
     loop->bstate = NULL;
@@ -167,6 +179,29 @@ static int associate(iocp_state *st, iomux_fd fd) {
 
 /* ---- accept ---------------------------------------------------------------------- */
 
+static acc_group *group_new(iomux_loop *loop, iocp_state *st) {
+    acc_group *g = st->free_groups;
+    if (g) {
+        st->free_groups = g->next_free;
+        st->nfree_groups--;
+    } else if (!(g = iomux__malloc(loop, sizeof(*g)))) {
+        return NULL;
+    }
+    memset(g, 0, sizeof(*g));
+    return g;
+}
+
+static void group_free(iomux_loop *loop, acc_group *g) {
+    iocp_state *st = loop->bstate;
+    if (st->nfree_groups >= FREE_GROUPS_MAX) {
+        iomux__free(loop, g);
+        return;
+    }
+    g->next_free = st->free_groups;
+    st->free_groups = g;
+    st->nfree_groups++;
+}
+
 static int acc_post(iocp_state *st, acc_req *r) {
     acc_group *g = r->g;
     DWORD got = 0;
@@ -197,9 +232,8 @@ static int submit_accept(iomux_loop *loop, iocp_state *st, iomux_op *op) {
     unsigned i;
     acc_group *g;
     if (getsockname(op_sock(op), (struct sockaddr *)&ss, &len) != 0) return -iomux__sock_errno();
-    g = iomux__malloc(loop, sizeof(*g));
+    g = group_new(loop, st);
     if (!g) return -ENOMEM;
-    memset(g, 0, sizeof(*g));
     g->op = op;
     g->family = ss.ss_family;
     g->n = (op->internal.oflags & OF_MULTISHOT) ? ACCEPT_PREPOST : 1;
@@ -210,7 +244,7 @@ static int submit_accept(iomux_loop *loop, iocp_state *st, iomux_op *op) {
     }
     for (i = 0; i < g->n && rc == 0; i++) rc = acc_post(st, &g->reqs[i]);
     if (g->outstanding == 0) {
-        iomux__free(loop, g);
+        group_free(loop, g);
         return rc;
     }
     /* Some are posted: the op is in flight; an error now ends it once they
@@ -229,7 +263,7 @@ static void acc_maybe_final(iomux_loop *loop, acc_group *g) {
     int res = g->err ? g->err : -ECANCELED;
     if (g->outstanding > 0) return;
     op->internal.ov_ext = 0;
-    iomux__free(loop, g);
+    group_free(loop, g);
     iomux__op_cqe(loop, op, res, 0, NULL);
 }
 
@@ -259,7 +293,7 @@ static void acc_done(iomux_loop *loop, iocp_state *st, acc_req *r, int err) {
     iomux__set_nonblock((iomux_fd)s);
     if (!multi) {
         op->internal.ov_ext = 0;
-        iomux__free(loop, g);
+        group_free(loop, g);
         iomux__op_cqe(loop, op, (int)s, 0, NULL);
         return;
     }

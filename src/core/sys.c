@@ -3,6 +3,10 @@
 
 #include "sys.h"
 
+int iomux_socket_error(void) {
+    return -iomux__sock_errno();
+}
+
 #ifndef _WIN32
 
 int iomux__sys_init(void) {
